@@ -40,7 +40,9 @@ build_base() {
 build_variant() {
     local name=$1 tag=$2 base=$3
     log "docker build $name -> $tag"
-    docker build -q --build-arg "BASE=$base" -t "$tag" "$here/$name" >/dev/null
+    local out
+    out=$(docker build -q --build-arg "BASE=$base" -t "$tag" "$here/$name" 2>&1) \
+        || { printf '%s\n' "$out" >&2; return 1; }
 }
 
 base_tag="vastllm-test/base:$(recipe_hash base)"

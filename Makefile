@@ -1,0 +1,58 @@
+# vastllm: the two commands are `make demo` and `make test`; everything else is a step of them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := $(CURDIR)/.venv
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_FORCE_COLOR := 0
+export PY_COLORS := 0
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+.PHONY: setup
+setup: ## Install Debian packages, start dockerd, create .venv, build the test host images
+	@scripts/host-setup.sh
+	@scripts/venv.sh
+	@tests/images/build.sh >/dev/null
+
+.PHONY: lint
+lint: setup ## ruff, mypy (strict), yamllint, ansible-lint (production), playbook syntax
+	ruff check src tests plugins molecule bench
+	mypy
+	yamllint --strict .
+	ansible-lint --profile production --offline
+	@for p in playbooks/*.yml site.yml; do \
+	    ansible-playbook --syntax-check "$$p" >/dev/null || exit 1; done; \
+	    echo "syntax-check: playbooks OK"
+
+.PHONY: pytest
+pytest: setup ## Python tests (real servers on loopback)
+	pytest -q
+
+.PHONY: molecule
+molecule: setup ## Molecule scenarios on local test host containers
+	molecule test --all
+
+.PHONY: test
+test: ## Everything CI runs
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory setup lint pytest molecule; \
+	echo "make test: all green in $$(( $$(date +%s) - start )) s"
+
+.PHONY: demo
+demo: setup ## Bring up a local Vast-like host and run site.yml against it
+	@scripts/demo.sh up
+
+.PHONY: demo-down
+demo-down: ## Remove what make demo started
+	@scripts/demo.sh down
+
+.PHONY: clean
+clean: ## Remove the virtualenv and caches of this checkout (not the image/wheel cache)
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,66 @@
+"""Admission control: ``max_concurrent`` generations at once, at most ``max_queue`` waiting.
+
+Slots are handed over in arrival order. A request that finds the queue full gets
+:class:`QueueFull` at once (answered 429); one cancelled while waiting leaves the queue; a slot is
+released by whoever ends the generation (the worker thread, through the event loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+
+class QueueFull(Exception):
+    """No slot free and ``max_queue`` requests already waiting."""
+
+
+class Scheduler:
+    """FIFO slots for the event loop (not thread-safe: call from the loop only)."""
+
+    def __init__(self, max_concurrent: int, max_queue: int) -> None:
+        if max_concurrent < 1:
+            raise ValueError("max_concurrent must be >= 1")
+        if max_queue < 0:
+            raise ValueError("max_queue must be >= 0")
+        self.max_concurrent = max_concurrent
+        self.max_queue = max_queue
+        self._active = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for f in self._waiters if not f.done())
+
+    async def acquire(self) -> None:
+        """Take a slot, waiting in line if needed; raise QueueFull when the line is full."""
+        if self._active < self.max_concurrent and self.waiting == 0:
+            self._active += 1
+            return
+        if self.waiting >= self.max_queue:
+            raise QueueFull
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # the slot was handed to us just as we gave up: pass it on
+            elif fut in self._waiters:
+                self._waiters.remove(fut)
+            raise
+
+    def release(self) -> None:
+        """Give the slot to the next waiter, or free it."""
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # the slot changes hands; ``active`` is unchanged
+                return
+        if self._active <= 0:
+            raise RuntimeError("release() without a matching acquire()")
+        self._active -= 1

@@ -1,0 +1,166 @@
+"""Generation as seen from the event loop: prompt checks, queueing, the worker thread, and a
+stream of text pieces back to the request handler.
+
+A generation holds its scheduler slot for exactly as long as its worker thread runs: the thread
+releases it when it ends, whether it finished, failed or was cancelled. Cancelling (a client
+that went away) only sets a flag that the decode loop checks before every token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from vastllm.model_api.errors import APIError, bad_request
+from vastllm.model_api.generation import ChatTemplateError, GenerationParams, GenerationResult
+from vastllm.model_api.runtime import Runtime
+from vastllm.model_api.scheduler import QueueFull
+from vastllm.model_api.schemas import SamplingParams
+
+if TYPE_CHECKING:
+    from vastllm.model_api.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A tokenized prompt with the generation parameters it may use."""
+
+    prompt_ids: Sequence[int]
+    params: GenerationParams
+
+
+class Job:
+    """One running generation: text pieces flow from the worker thread to ``pieces()``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.cancel_event = threading.Event()
+        self.result: GenerationResult | None = None
+        self._loop = loop
+        self._queue: asyncio.Queue[str | GenerationResult | BaseException] = asyncio.Queue()
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def push(self, item: str | GenerationResult | BaseException) -> None:
+        """Thread-safe: called by the worker thread."""
+        with suppress(RuntimeError):  # the loop is closed: nobody is listening any more
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    async def pieces(self) -> AsyncIterator[str]:
+        """Yield text pieces until the generation ends; then ``result`` is set."""
+        while True:
+            item = await self._queue.get()
+            if isinstance(item, str):
+                yield item
+            elif isinstance(item, GenerationResult):
+                self.result = item
+                return
+            else:
+                raise item
+
+    async def wait(self) -> GenerationResult:
+        async for _ in self.pieces():
+            pass
+        return self.finished()
+
+    def finished(self) -> GenerationResult:
+        """The result, once ``pieces()`` is exhausted."""
+        if self.result is None:
+            raise RuntimeError("generation has not finished")
+        return self.result
+
+
+class GenerationService:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def prepare(
+        self,
+        encode: Callable[[Engine], list[int]],
+        sampling: SamplingParams,
+        max_tokens: int | None,
+        prompt_param: str,
+    ) -> Prepared:
+        """Tokenize (off the loop) and fit ``max_tokens`` into the context window."""
+        engine, _ = self.runtime.require_engine()
+        try:
+            prompt_ids = await asyncio.to_thread(encode, engine)
+        except ChatTemplateError as e:
+            raise bad_request(str(e), param=prompt_param) from e
+        n, ctx = len(prompt_ids), engine.context_length
+        if n == 0:
+            raise bad_request("the prompt is empty", param=prompt_param)
+        if n >= ctx:
+            raise bad_request(
+                f"the prompt is {n} tokens long but the model's context length is {ctx} tokens",
+                param=prompt_param,
+                code="context_length_exceeded",
+            )
+        settings = self.runtime.settings
+        wanted = max_tokens or settings.max_new_tokens_default
+        temperature = sampling.temperature
+        params = GenerationParams(
+            max_new_tokens=min(wanted, ctx - n),
+            temperature=settings.temperature_default if temperature is None else temperature,
+            top_p=sampling.top_p,
+            seed=sampling.seed,
+            stop=tuple(sampling.stop),
+            ignore_eos=sampling.ignore_eos,
+        )
+        return Prepared(prompt_ids=prompt_ids, params=params)
+
+    async def start(self, prepared: Prepared) -> Job:
+        """Wait for a slot (429 when the line is full), then run in a worker thread."""
+        engine, executor = self.runtime.require_engine()
+        scheduler = self.runtime.scheduler
+        try:
+            await scheduler.acquire()
+        except QueueFull:
+            raise APIError(
+                429,
+                f"server busy: {scheduler.active} generation(s) running and "
+                f"{scheduler.waiting} waiting (max_queue={scheduler.max_queue}); retry later",
+                type_="rate_limit_error",
+                code="queue_full",
+                headers={"Retry-After": str(self.runtime.settings.retry_after_s)},
+            ) from None
+        loop = asyncio.get_running_loop()
+        job = Job(loop)
+        try:
+            executor.submit(self._run, engine, job, prepared, loop)
+        except RuntimeError:  # executor shut down
+            scheduler.release()
+            raise
+        return job
+
+    def _run(
+        self, engine: Engine, job: Job, prepared: Prepared, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """Worker thread: generate, hand pieces and the result over, release the slot."""
+        try:
+            result = engine.generate(
+                prepared.prompt_ids, prepared.params, job.cancel_event, job.push
+            )
+            rate = result.completion_tokens / result.seconds if result.seconds else 0.0
+            log.info(
+                "generation %s: prompt=%d completion=%d in %.2fs (%.1f tok/s)",
+                result.finish_reason,
+                result.prompt_tokens,
+                result.completion_tokens,
+                result.seconds,
+                rate,
+            )
+            job.push(result)
+        except Exception as e:
+            log.exception("generation failed")
+            job.push(e)
+        finally:
+            with suppress(RuntimeError):
+                loop.call_soon_threadsafe(self.runtime.scheduler.release)

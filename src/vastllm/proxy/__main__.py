@@ -1,0 +1,48 @@
+"""``python -m vastllm.proxy``: read the settings (env ``VASTLLM_PROXY_*``, optional config file)
+and serve until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from vastllm.proxy.app import build_app
+from vastllm.proxy.settings import ConfigFileError, ProxySettings
+
+log = logging.getLogger("vastllm.proxy")
+
+
+def main() -> int:
+    try:
+        settings = ProxySettings()
+    except (ValidationError, ConfigFileError, ValueError) as e:
+        print(f"vastllm-proxy: invalid settings: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    upstreams = ", ".join(f"{u.name}={u.kind}:{u.base_url}" for u in settings.upstreams)
+    print(
+        f"vastllm-proxy listening on http://{settings.host}:{settings.port} "
+        f"(upstreams: {upstreams}; cache: {settings.cache_mode}; "
+        f"api keys: {'on' if settings.api_keys else 'off'})",
+        file=sys.stderr,
+        flush=True,
+    )
+    web.run_app(
+        build_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=5.0,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The aiohttp application: routes, one middleware (auth, error shapes, request metrics) and the
+lifecycle of the shared upstream session, health checks and Redis client."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from vastllm.proxy import errors, http_io, routes_anthropic, routes_openai, routes_ops
+from vastllm.proxy.auth import ApiKeys
+from vastllm.proxy.cache import ResponseCache
+from vastllm.proxy.metrics import Metrics
+from vastllm.proxy.models import ModelCatalog
+from vastllm.proxy.router import Router
+from vastllm.proxy.service import ChatService
+from vastllm.proxy.settings import ProxySettings
+from vastllm.proxy.state import STATE, ProxyState
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _as_proxy_error(exc: web.HTTPException, request: web.Request) -> errors.ProxyError:
+    if exc.status == 404:
+        return errors.NotFound(f"no route for {request.method} {request.path}")
+    if exc.status == 405:
+        return errors.MethodNotAllowed(f"method {request.method} is not allowed on {request.path}")
+    if exc.status == 413:
+        return errors.RequestTooLarge("request body is too large")
+    if exc.status < 500:
+        return errors.InvalidRequest(exc.reason, status=exc.status)
+    return errors.UpstreamFailed(exc.reason, status=exc.status)
+
+
+@web.middleware
+async def _middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    st = request.app[STATE]
+    path = request.path
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    try:
+        if path not in routes_ops.PATHS:
+            st.keys.check(request.headers)
+        resp = await handler(request)
+    except errors.ProxyError as e:
+        resp = _error(e, path)
+    except web.HTTPException as e:
+        resp = _error(_as_proxy_error(e, request), path)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, path)
+        resp = _error(errors.UpstreamFailed("internal proxy error"), path)
+    st.metrics.request(route, resp.status)
+    return resp
+
+
+def _error(err: errors.ProxyError, path: str) -> web.Response:
+    if path in routes_openai.PATHS:
+        return http_io.json_response(err.openai_body(), status=err.status)
+    return http_io.json_response(err.anthropic_body(), status=err.status)
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300),
+        timeout=aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.connect_timeout, sock_read=settings.request_timeout
+        ),
+    )
+    metrics = Metrics()
+    router = Router(settings, session, metrics)
+    cache = (
+        ResponseCache(
+            settings.redis_url, settings.cache_ttl_seconds, settings.cache_max_entry_bytes
+        )
+        if settings.redis_url and settings.cache_mode != "off"
+        else None
+    )
+    catalog = ModelCatalog(settings)
+    app[STATE] = ProxyState(
+        settings=settings,
+        catalog=catalog,
+        router=router,
+        cache=cache,
+        metrics=metrics,
+        service=ChatService(settings, catalog, router, cache, metrics),
+        keys=ApiKeys(settings.api_keys),
+    )
+    router.start()
+    if cache is not None:
+        cache.start(settings.health_interval)
+    try:
+        yield
+    finally:
+        await router.stop()
+        if cache is not None:
+            await cache.close()
+        await session.close()
+
+
+SETTINGS = web.AppKey("vastllm_proxy_settings", ProxySettings)
+
+
+def build_app(settings: ProxySettings) -> web.Application:
+    # aiohttp refuses bodies over client_max_size; one byte of slack lets read_json name the limit
+    app = web.Application(client_max_size=settings.max_body_bytes + 1, middlewares=[_middleware])
+    app[SETTINGS] = settings
+    routes_anthropic.add_routes(app)
+    routes_openai.add_routes(app)
+    routes_ops.add_routes(app)
+    app.cleanup_ctx.append(_lifecycle)
+    return app

@@ -1,0 +1,117 @@
+"""Errors the proxy answers with, rendered in Anthropic's or OpenAI's shape.
+
+Every failure a client can see is a :class:`ProxyError`; the HTTP layer picks the body shape by
+route (Anthropic routes get ``{"type":"error","error":{...}}``, OpenAI routes get
+``{"error":{"message","type","param","code"}}``).
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+class ProxyError(Exception):
+    """Base class: an HTTP status, an Anthropic error type and an OpenAI error type."""
+
+    status: int = 500
+    anthropic_type: str = "api_error"
+    openai_type: str = "api_error"
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+    def anthropic_body(self) -> bytes:
+        return orjson.dumps(
+            {"type": "error", "error": {"type": self.anthropic_type, "message": self.message}}
+        )
+
+    def openai_body(self) -> bytes:
+        return orjson.dumps(
+            {
+                "error": {
+                    "message": self.message,
+                    "type": self.openai_type,
+                    "param": None,
+                    "code": None,
+                }
+            }
+        )
+
+
+class InvalidRequest(ProxyError):
+    status = 400
+    anthropic_type = "invalid_request_error"
+    openai_type = "invalid_request_error"
+
+
+class AuthenticationFailed(ProxyError):
+    status = 401
+    anthropic_type = "authentication_error"
+    openai_type = "authentication_error"
+
+
+class NotFound(ProxyError):
+    status = 404
+    anthropic_type = "not_found_error"
+    openai_type = "not_found_error"
+
+
+class MethodNotAllowed(ProxyError):
+    status = 405
+    anthropic_type = "invalid_request_error"
+    openai_type = "invalid_request_error"
+
+
+class RequestTooLarge(ProxyError):
+    status = 413
+    anthropic_type = "request_too_large"
+    openai_type = "invalid_request_error"
+
+
+class RateLimited(ProxyError):
+    status = 429
+    anthropic_type = "rate_limit_error"
+    openai_type = "rate_limit_error"
+
+
+class UpstreamFailed(ProxyError):
+    """The upstream answered with an error the proxy cannot route around."""
+
+    status = 500
+    anthropic_type = "api_error"
+    openai_type = "api_error"
+
+
+class Unavailable(ProxyError):
+    """No upstream could be reached (503)."""
+
+    status = 503
+    anthropic_type = "overloaded_error"
+    openai_type = "overloaded_error"
+
+
+class Overloaded(ProxyError):
+    """The proxy's own concurrency limit is reached (529, as Anthropic does)."""
+
+    status = 529
+    anthropic_type = "overloaded_error"
+    openai_type = "overloaded_error"
+
+
+def for_status(status: int, message: str) -> ProxyError:
+    """Map an upstream HTTP status to the matching client-facing error."""
+    if status == 404:
+        return NotFound(message)
+    if status == 413:
+        return RequestTooLarge(message)
+    if status == 429:
+        return RateLimited(message)
+    if status in (401, 403):
+        # the upstream's credentials are the operator's problem, not the client's
+        return UpstreamFailed(f"upstream rejected the proxy's credentials: {message}")
+    if 400 <= status < 500:
+        return InvalidRequest(message)
+    return UpstreamFailed(message)

@@ -1,0 +1,84 @@
+"""HTTP plumbing shared by the route modules: reading bodies, cache directives, SSE streaming."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import orjson
+from aiohttp import web
+
+from vastllm.proxy import errors
+from vastllm.proxy.chat import Event
+from vastllm.proxy.service import Execution
+
+JSON = "application/json"
+
+
+async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400/413 in the caller's error shape."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise errors.RequestTooLarge(
+            f"request body is {request.content_length} bytes; the limit is {max_bytes}"
+        )
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as e:
+        raise errors.RequestTooLarge(f"request body exceeds the limit of {max_bytes} bytes") from e
+    if not raw:
+        raise errors.InvalidRequest("request body is empty: expected a JSON object")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise errors.InvalidRequest(f"request body is not valid JSON: {e}") from e
+    if not isinstance(body, dict):
+        raise errors.InvalidRequest("request body must be a JSON object")
+    return body
+
+
+def cache_directives(headers: Mapping[str, str]) -> tuple[bool, bool]:
+    """(no_cache, no_store) from ``Cache-Control`` / ``Pragma``."""
+    value = headers.get("cache-control", "")
+    pragma = headers.get("pragma", "")
+    if not value and not pragma:
+        return False, False
+    tokens = {t.strip().lower() for t in value.split(",")}
+    no_cache = "no-cache" in tokens or "no-cache" in pragma.lower()
+    return no_cache, "no-store" in tokens
+
+
+def json_response(
+    body: bytes, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(body=body, status=status, content_type=JSON, headers=headers)
+
+
+class Encoder(Protocol):
+    def start(self) -> bytes: ...
+    def feed(self, ev: Event) -> bytes: ...
+    @staticmethod
+    def error(err: errors.ProxyError) -> bytes: ...
+
+
+async def stream(
+    request: web.Request, execution: Execution, encoder: Encoder, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Send an execution as SSE. Errors before the first event become a plain HTTP error."""
+    async with contextlib.aclosing(execution.events()) as events:
+        first = await anext(events)  # a ProxyError here is answered as JSON by the middleware
+        resp = web.StreamResponse(headers=headers)
+        resp.content_type = "text/event-stream"
+        resp.headers["Cache-Control"] = "no-cache"
+        await resp.prepare(request)
+        try:
+            await resp.write(encoder.start() + encoder.feed(first))
+            try:
+                async for ev in events:
+                    await resp.write(encoder.feed(ev))
+            except errors.ProxyError as e:
+                await resp.write(encoder.error(e))
+            await resp.write_eof()
+        except ConnectionError:
+            pass  # the client went away; closing `events` releases the upstream call
+        return resp

@@ -1,0 +1,160 @@
+"""In-process counters and their Prometheus text exposition (format 0.0.4).
+
+Written by hand: a handful of counters, one histogram family and a few gauges do not justify a
+client library, and plain dict increments keep the hot path cheap.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+)
+LATENCY = "vastllm_proxy_upstream_latency_seconds"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _num(value: float) -> str:
+    return (
+        repr(float(value))
+        if isinstance(value, float) and not value.is_integer()
+        else str(int(value))
+    )
+
+
+@dataclass(slots=True)
+class Histogram:
+    counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+        self.total += seconds
+
+
+@dataclass(slots=True)
+class UpstreamGauge:
+    name: str
+    healthy: bool
+    outstanding: int
+
+
+class Metrics:
+    """All counters of one proxy process."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], int] = {}
+        self.cache = {"hit": 0, "miss": 0, "bypass": 0, "coalesced": 0}
+        self.tokens_in = 0
+        self.tokens_out = 0
+        self.latency: dict[str, Histogram] = {}
+        self.upstream_errors: dict[str, int] = {}
+
+    def request(self, route: str, status: int) -> None:
+        key = (route, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+
+    def upstream_done(self, name: str, seconds: float, ok: bool) -> None:
+        hist = self.latency.get(name)
+        if hist is None:
+            hist = self.latency[name] = Histogram()
+        hist.observe(seconds)
+        if not ok:
+            self.upstream_errors[name] = self.upstream_errors.get(name, 0) + 1
+
+    def tokens(self, input_tokens: int, output_tokens: int) -> None:
+        self.tokens_in += input_tokens
+        self.tokens_out += output_tokens
+
+    def render(self, upstreams: list[UpstreamGauge], redis_up: bool | None) -> bytes:
+        out: list[str] = []
+
+        def family(name: str, kind: str, help_text: str) -> None:
+            out.append(f"# HELP {name} {help_text}")
+            out.append(f"# TYPE {name} {kind}")
+
+        family(
+            "vastllm_proxy_requests_total",
+            "counter",
+            "HTTP requests answered, by route and status.",
+        )
+        for (route, status), n in sorted(self.requests.items()):
+            out.append(
+                f'vastllm_proxy_requests_total{{route="{_label(route)}",status="{status}"}} {n}'
+            )
+        for key, name, help_text in (
+            ("hit", "vastllm_proxy_cache_hits_total", "Answers served from the cache."),
+            ("miss", "vastllm_proxy_cache_misses_total", "Cacheable requests that went upstream."),
+            ("bypass", "vastllm_proxy_cache_bypass_total", "Requests that skipped the cache."),
+            (
+                "coalesced",
+                "vastllm_proxy_cache_coalesced_total",
+                "Requests that joined an identical request already in flight.",
+            ),
+        ):
+            family(name, "counter", help_text)
+            out.append(f"{name} {self.cache[key]}")
+        looked = self.cache["hit"] + self.cache["miss"]
+        family("vastllm_proxy_cache_hit_ratio", "gauge", "hits / (hits + misses) since start.")
+        out.append(
+            f"vastllm_proxy_cache_hit_ratio {_num(self.cache['hit'] / looked if looked else 0.0)}"
+        )
+        family("vastllm_proxy_tokens_total", "counter", "Tokens processed by upstreams.")
+        out.append(f'vastllm_proxy_tokens_total{{direction="in"}} {self.tokens_in}')
+        out.append(f'vastllm_proxy_tokens_total{{direction="out"}} {self.tokens_out}')
+        family(
+            "vastllm_proxy_upstream_latency_seconds",
+            "histogram",
+            "Time from sending a request upstream to its last byte.",
+        )
+        for name, hist in sorted(self.latency.items()):
+            lab = _label(name)
+            cumulative = 0
+            for bound, count in zip((*BUCKETS, float("inf")), hist.counts, strict=True):
+                cumulative += count
+                le = "+Inf" if bound == float("inf") else _num(bound)
+                labels = f'upstream="{lab}",le="{le}"'
+                out.append(f"{LATENCY}_bucket{{{labels}}} {cumulative}")
+            out.append(
+                f'vastllm_proxy_upstream_latency_seconds_sum{{upstream="{lab}"}} {_num(hist.total)}'
+            )
+            out.append(
+                f'vastllm_proxy_upstream_latency_seconds_count{{upstream="{lab}"}} {cumulative}'
+            )
+        family("vastllm_proxy_upstream_errors_total", "counter", "Failed upstream calls.")
+        for name, n in sorted(self.upstream_errors.items()):
+            out.append(f'vastllm_proxy_upstream_errors_total{{upstream="{_label(name)}"}} {n}')
+        family("vastllm_proxy_upstream_up", "gauge", "1 when the upstream passed its health check.")
+        for g in upstreams:
+            out.append(f'vastllm_proxy_upstream_up{{upstream="{_label(g.name)}"}} {int(g.healthy)}')
+        family("vastllm_proxy_upstream_outstanding", "gauge", "Requests in flight per upstream.")
+        for g in upstreams:
+            out.append(
+                f'vastllm_proxy_upstream_outstanding{{upstream="{_label(g.name)}"}} {g.outstanding}'
+            )
+        if redis_up is not None:
+            family("vastllm_proxy_redis_up", "gauge", "1 when the cache's Redis answers.")
+            out.append(f"vastllm_proxy_redis_up {int(redis_up)}")
+        out.append("")
+        return "\n".join(out).encode()

@@ -1,0 +1,42 @@
+"""Anthropic routes: ``POST /v1/messages`` (``?beta=true`` too) and
+``POST /v1/messages/count_tokens``."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from vastllm.proxy import anthropic_request, anthropic_response, http_io, tokens
+from vastllm.proxy.state import state_of
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    st = state_of(request)
+    body = await http_io.read_json(request, st.settings.max_body_bytes)
+    req = anthropic_request.parse(body)
+    st.service.prepare(req)
+    no_cache, no_store = http_io.cache_directives(request.headers)
+    ex = await st.service.execute(req, no_cache=no_cache, no_store=no_store)
+    headers = {"x-vastllm-cache": ex.status}
+    if ex.coalesced:
+        headers["x-vastllm-coalesced"] = "1"
+    if req.stream:
+        encoder = anthropic_response.StreamEncoder(req.model, req.prompt_tokens)
+        return await http_io.stream(request, ex, encoder, headers)
+    result = await ex.final()
+    return http_io.json_response(
+        anthropic_response.render_message(result, req.model), headers=headers
+    )
+
+
+async def count_tokens(request: web.Request) -> web.Response:
+    """``{"input_tokens": N}`` using the estimate documented in :mod:`vastllm.proxy.tokens`."""
+    st = state_of(request)
+    body = await http_io.read_json(request, st.settings.max_body_bytes)
+    req = anthropic_request.parse(body, count_only=True)
+    return http_io.json_response(orjson.dumps({"input_tokens": tokens.estimate(req)}))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)

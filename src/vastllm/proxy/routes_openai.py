@@ -1,0 +1,117 @@
+"""OpenAI routes (``/v1/chat/completions``, ``/v1/models``) and the seed's ``/chat`` and
+``/generate``. Errors on these paths use OpenAI's shape."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from vastllm.proxy import http_io, openai_api
+from vastllm.proxy import validate as v
+from vastllm.proxy.chat import ChatRequest
+from vastllm.proxy.errors import InvalidRequest
+from vastllm.proxy.state import state_of
+
+PATHS = frozenset({"/v1/chat/completions", "/v1/models", "/chat", "/generate"})
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    st = state_of(request)
+    body = await http_io.read_json(request, st.settings.max_body_bytes)
+    req = openai_api.parse(body)
+    st.service.prepare(req)
+    no_cache, no_store = http_io.cache_directives(request.headers)
+    ex = await st.service.execute(req, no_cache=no_cache, no_store=no_store)
+    headers = {"x-vastllm-cache": ex.status}
+    if ex.coalesced:
+        headers["x-vastllm-coalesced"] = "1"
+    model = req.model or (req.target.name if req.target else "")
+    if req.stream:
+        encoder = openai_api.StreamEncoder(model, openai_api.include_usage(body))
+        return await http_io.stream(request, ex, encoder, headers)
+    result = await ex.final()
+    return http_io.json_response(openai_api.render_completion(result, model), headers=headers)
+
+
+async def models(request: web.Request) -> web.Response:
+    """Both SDKs parse this: OpenAI's ``object``/``owned_by`` and Anthropic's ``type``/
+    ``display_name``/``created_at`` are all present."""
+    st = state_of(request)
+    now = int(time.time())
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    data = [
+        {
+            "id": name,
+            "object": "model",
+            "created": now,
+            "owned_by": "vastllm",
+            "type": "model",
+            "display_name": name,
+            "created_at": stamp,
+        }
+        for name in st.catalog.listed()
+    ]
+    body = {
+        "object": "list",
+        "data": data,
+        "has_more": False,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
+    return http_io.json_response(orjson.dumps(body))
+
+
+async def seed_chat(request: web.Request) -> web.Response:
+    """``{messages, max_tokens?, temperature?}`` -> one OpenAI chat completion."""
+    st = state_of(request)
+    body = await http_io.read_json(request, st.settings.max_body_bytes)
+    allowed: dict[str, Any] = {
+        k: body[k] for k in ("messages", "max_tokens", "temperature", "model") if k in body
+    }
+    req = openai_api.parse(allowed)
+    st.service.prepare(req)
+    no_cache, no_store = http_io.cache_directives(request.headers)
+    ex = await st.service.execute(req, no_cache=no_cache, no_store=no_store)
+    result = await ex.final()
+    model = req.target.name if req.target else req.model
+    return http_io.json_response(
+        openai_api.render_completion(result, model), headers={"x-vastllm-cache": ex.status}
+    )
+
+
+async def seed_generate(request: web.Request) -> web.Response:
+    """``{prompt, max_tokens, temperature, stop}`` -> ``{text, usage, model}``."""
+    st = state_of(request)
+    body = await http_io.read_json(request, st.settings.max_body_bytes)
+    prompt = v.string(body.get("prompt"), "prompt")
+    model = body.get("model", "")
+    if not isinstance(model, str):
+        raise InvalidRequest("model: expected a string")
+    req = ChatRequest(
+        model=model,
+        messages=[{"role": "user", "content": prompt}],
+        max_tokens=v.opt_int(body, "max_tokens", 1),
+        temperature=v.opt_number(body, "temperature", 0.0, 2.0),
+        stop=v.stop_list(body.get("stop"), "stop"),
+    )
+    st.service.prepare(req)
+    no_cache, no_store = http_io.cache_directives(request.headers)
+    ex = await st.service.execute(req, no_cache=no_cache, no_store=no_store)
+    result = await ex.final()
+    out: dict[str, Any] = {
+        "text": result.text,
+        "usage": openai_api.usage_json(result.input_tokens, result.output_tokens),
+        "model": req.target.name if req.target else model,
+        "finish_reason": result.finish,
+    }
+    return http_io.json_response(orjson.dumps(out), headers={"x-vastllm-cache": ex.status})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/chat", seed_chat)
+    app.router.add_post("/generate", seed_generate)

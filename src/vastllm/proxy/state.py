@@ -1,0 +1,33 @@
+"""Everything a request handler needs, built once per process at startup."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from vastllm.proxy.auth import ApiKeys
+from vastllm.proxy.cache import ResponseCache
+from vastllm.proxy.metrics import Metrics
+from vastllm.proxy.models import ModelCatalog
+from vastllm.proxy.router import Router
+from vastllm.proxy.service import ChatService
+from vastllm.proxy.settings import ProxySettings
+
+
+@dataclass(slots=True)
+class ProxyState:
+    settings: ProxySettings
+    catalog: ModelCatalog
+    router: Router
+    cache: ResponseCache | None
+    metrics: Metrics
+    service: ChatService
+    keys: ApiKeys
+
+
+STATE = web.AppKey("vastllm_proxy_state", ProxyState)
+
+
+def state_of(request: web.Request) -> ProxyState:
+    return request.app[STATE]

@@ -1,0 +1,155 @@
+"""What every upstream client shares: the pooled POST, error mapping, line splitting.
+
+Clients raise :class:`Failover` for failures another upstream may not have (connection refused,
+5xx, a broken stream); the router retries elsewhere when no event was passed on yet, and
+otherwise surfaces the wrapped :class:`ProxyError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from vastllm.proxy import errors
+from vastllm.proxy.chat import ChatRequest, Event
+from vastllm.proxy.settings import UpstreamSettings
+
+
+class Failover(Exception):
+    """A failure worth retrying on another upstream (if nothing was sent yet)."""
+
+    def __init__(self, error: errors.ProxyError, *, unreachable: bool) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.unreachable = unreachable
+
+
+_STALE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+
+
+def _error_message(raw: bytes, status: int) -> str:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace").strip()[:500] or f"HTTP {status}"
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, str):
+            return err
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])
+    return raw.decode("utf-8", "replace")[:500]
+
+
+class UpstreamClient(ABC):
+    """One upstream server, spoken to through the process-wide aiohttp session."""
+
+    kind: str = ""
+
+    def __init__(self, cfg: UpstreamSettings, session: aiohttp.ClientSession) -> None:
+        self.name = cfg.name
+        self.base_url = cfg.base_url
+        self._session = session
+        self._headers = {"Content-Type": "application/json"}
+        if cfg.api_key is not None:
+            self._headers["Authorization"] = "Bearer " + cfg.api_key.get_secret_value()
+
+    @abstractmethod
+    def events(self, req: ChatRequest) -> AsyncIterator[Event]:
+        """The answer as neutral events (streamed upstream iff ``req.stream``)."""
+
+    @abstractmethod
+    async def health(self) -> bool:
+        """True when the server answers its cheapest endpoint."""
+
+    async def _get_ok(self, path: str) -> bool:
+        try:
+            async with self._session.get(
+                self.base_url + path,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=5),
+            ) as resp:
+                await resp.read()
+                return resp.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    async def _post(self, path: str, payload: dict[str, Any]) -> aiohttp.ClientResponse:
+        body = orjson.dumps(payload)
+        url = self.base_url + path
+        for attempt in (0, 1):
+            try:
+                resp = await self._session.post(url, data=body, headers=self._headers)
+                break
+            except aiohttp.ClientConnectorError as e:
+                raise Failover(
+                    errors.Unavailable(f"upstream {self.name} is unreachable: {e.os_error}"),
+                    unreachable=True,
+                ) from e
+            except aiohttp.ConnectionTimeoutError as e:
+                raise Failover(
+                    errors.Unavailable(f"upstream {self.name} did not accept a connection"),
+                    unreachable=True,
+                ) from e
+            except _STALE as e:
+                # a pooled keep-alive connection the server had closed: one fresh try
+                if attempt:
+                    raise Failover(
+                        errors.Unavailable(f"upstream {self.name} dropped the connection"),
+                        unreachable=True,
+                    ) from e
+            except TimeoutError as e:
+                raise errors.UpstreamFailed(f"upstream {self.name} timed out") from e
+        if resp.status >= 400:
+            async with resp:
+                raw = await resp.read()
+            err = errors.for_status(
+                resp.status, f"upstream {self.name}: {_error_message(raw, resp.status)}"
+            )
+            if resp.status >= 500:
+                raise Failover(err, unreachable=False)
+            raise err
+        return resp
+
+    async def _read_all(self, resp: aiohttp.ClientResponse) -> bytes:
+        try:
+            async with resp:
+                return await resp.read()
+        except (aiohttp.ClientPayloadError, *_STALE) as e:
+            raise Failover(
+                errors.UpstreamFailed(f"upstream {self.name} broke off its answer: {e}"),
+                unreachable=False,
+            ) from e
+        except TimeoutError as e:
+            raise errors.UpstreamFailed(f"upstream {self.name} timed out") from e
+
+    async def _lines(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        """Yield the body's non-empty lines; no line-length limit (tool calls can be long)."""
+        buf = b""
+        try:
+            async with resp:
+                async for chunk in resp.content.iter_any():
+                    buf += chunk
+                    if b"\n" not in chunk:
+                        continue
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            yield line
+                if buf.strip():
+                    yield buf
+        except (aiohttp.ClientPayloadError, *_STALE) as e:
+            raise Failover(
+                errors.UpstreamFailed(f"upstream {self.name} broke off its stream: {e}"),
+                unreachable=False,
+            ) from e
+        except TimeoutError as e:
+            raise errors.UpstreamFailed(f"upstream {self.name} timed out") from e
+        except asyncio.CancelledError:
+            resp.close()
+            raise

@@ -1,0 +1,168 @@
+"""Any OpenAI-compatible ``/v1/chat/completions`` server (the project's model API, vLLM,
+llama.cpp, Ollama's compatibility layer). Streamed tool-call fragments are gathered per index and
+passed on whole when the stream ends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from vastllm.proxy import errors
+from vastllm.proxy.chat import (
+    ChatRequest,
+    Event,
+    Finish,
+    FinishReason,
+    Message,
+    TextDelta,
+    ToolCall,
+)
+from vastllm.proxy.upstream_http import Failover, UpstreamClient
+
+
+def openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if len(m) == 2:
+            out.append(m)
+            continue
+        role = m["role"]
+        o: dict[str, Any] = {"role": role, "content": m["content"]}
+        if "images" in m:
+            parts: list[dict[str, Any]] = []
+            if m["content"]:
+                parts.append({"type": "text", "text": m["content"]})
+            parts.extend({"type": "image_url", "image_url": {"url": u}} for u in m["images"])
+            o["content"] = parts
+        if "tool_calls" in m:
+            o["tool_calls"] = [
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": c["arguments"]},
+                }
+                for c in m["tool_calls"]
+            ]
+        if role == "tool":
+            o["tool_call_id"] = m.get("tool_call_id", "")
+        out.append(o)
+    return out
+
+
+def build_payload(req: ChatRequest) -> dict[str, Any]:
+    assert req.target is not None  # noqa: S101 - the service resolves before sending
+    payload: dict[str, Any] = {
+        "model": req.target.name,
+        "messages": openai_messages(req.messages),
+        "max_tokens": req.num_predict,
+        "stream": req.stream,
+    }
+    if req.stream:
+        payload["stream_options"] = {"include_usage": True}
+    for key in ("temperature", "top_p", "top_k", "seed"):
+        value = getattr(req, key)
+        if value is not None:
+            payload[key] = value
+    if req.stop:
+        payload["stop"] = req.stop
+    if req.tools:
+        payload["tools"] = req.tools
+        choice = req.tool_choice
+        if isinstance(choice, dict):
+            payload["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+        elif choice is not None:
+            payload["tool_choice"] = choice
+    return payload
+
+
+def _reason(value: object) -> FinishReason:
+    if value == "length":
+        return "length"
+    if value in ("tool_calls", "function_call"):
+        return "tool_calls"
+    return "stop"
+
+
+def _usage(obj: dict[str, Any]) -> tuple[int, int]:
+    usage = obj.get("usage") or {}
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+class OpenAIClient(UpstreamClient):
+    kind = "openai"
+
+    def _path(self, tail: str) -> str:
+        return tail if not self.base_url.endswith("/v1") else tail.removeprefix("/v1")
+
+    async def health(self) -> bool:
+        return await self._get_ok(self._path("/v1/models"))
+
+    async def events(self, req: ChatRequest) -> AsyncIterator[Event]:
+        resp = await self._post(self._path("/v1/chat/completions"), build_payload(req))
+        if not req.stream:
+            obj = self._decode(await self._read_all(resp))
+            choices = obj.get("choices") or [{}]
+            message = choices[0].get("message") or {}
+            if message.get("content"):
+                yield TextDelta(message["content"])
+            calls = message.get("tool_calls") or []
+            for c in calls:
+                fn = c.get("function") or {}
+                yield ToolCall(
+                    c.get("id") or "call_0", fn.get("name", ""), fn.get("arguments") or "{}"
+                )
+            yield Finish(_reason(choices[0].get("finish_reason")), *_usage(obj))
+            return
+        reason: FinishReason | None = None
+        tokens = (0, 0)
+        pending: dict[int, list[str]] = {}  # index -> [id, name, arguments]
+        async for line in self._lines(resp):
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                break
+            obj = self._decode(data)
+            if obj.get("usage"):
+                tokens = _usage(obj)
+            for choice in obj.get("choices") or ():
+                delta = choice.get("delta") or {}
+                if delta.get("content"):
+                    yield TextDelta(delta["content"])
+                for tc in delta.get("tool_calls") or ():
+                    slot = pending.setdefault(int(tc.get("index", len(pending))), ["", "", ""])
+                    fn = tc.get("function") or {}
+                    slot[0] = tc.get("id") or slot[0]
+                    slot[1] += fn.get("name") or ""
+                    slot[2] += fn.get("arguments") or ""
+                if choice.get("finish_reason"):
+                    reason = _reason(choice["finish_reason"])
+        if reason is None:
+            raise Failover(
+                errors.UpstreamFailed(f"upstream {self.name} ended its stream without a finish"),
+                unreachable=False,
+            )
+        for i in sorted(pending):
+            call_id, name, args = pending[i]
+            yield ToolCall(call_id or f"call_{i}", name, args or "{}")
+        yield Finish(reason, *tokens)
+
+    def _decode(self, raw: bytes) -> dict[str, Any]:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise Failover(
+                errors.UpstreamFailed(f"upstream {self.name} sent invalid JSON"), unreachable=False
+            ) from e
+        if not isinstance(obj, dict):
+            raise Failover(
+                errors.UpstreamFailed(f"upstream {self.name} sent an unexpected answer"),
+                unreachable=False,
+            )
+        if "error" in obj:
+            err = obj["error"]
+            msg = err.get("message") if isinstance(err, dict) else err
+            raise Failover(errors.UpstreamFailed(f"upstream {self.name}: {msg}"), unreachable=False)
+        return obj
