@@ -27,8 +27,10 @@ find_links=()
 if [ ! -f "$wheelhouse/.complete" ]; then
     log "filling wheelhouse $wheelhouse (first run only)"
     mkdir -p "$wheelhouse"
+    # async-timeout: test hosts run Debian bookworm's Python 3.11.2, where redis-py needs it
+    # (the wheelhouse is also what Molecule hosts install from, with no index).
     "$py" -m pip wheel -q --wheel-dir "$wheelhouse" "${find_links[@]}" \
-        ".[dev]" "setuptools>=68" wheel pip
+        ".[dev]" "setuptools>=68" wheel pip "async-timeout>=4.0.3"
     rm -f "$wheelhouse"/vastllm-*.whl
     touch "$wheelhouse/.complete"
 else

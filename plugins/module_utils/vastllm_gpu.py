@@ -953,28 +953,26 @@ def probe_gpus(
     """NVML first, then nvidia-smi; the best-informed failure when neither lists a GPU."""
     nvml_lib = _try_load(load_library, NVML_LIBRARY)
     nvml_probe = probe_nvml(nvml_lib) if nvml_lib is not None else None
-    cuda_lib = _try_load(load_library, CUDA_LIBRARY)
-    cuda_version = libcuda_version(cuda_lib) if cuda_lib is not None else None
     if nvml_probe is not None and nvml_probe.failure is None:
-        if nvml_probe.versions.cuda_version is None and cuda_version:
-            nvml_probe.versions.cuda_version = cuda_version
-            nvml_probe.cuda_version_source = "libcuda"
+        if nvml_probe.versions.cuda_version is None:
+            nvml_probe.versions.cuda_version = _libcuda_version(load_library)
+            if nvml_probe.versions.cuda_version:
+                nvml_probe.cuda_version_source = "libcuda"
         return nvml_probe
     if nvidia_smi is None:
-        if nvml_probe is not None:
-            return nvml_probe
-        probe = GpuProbe(SOURCE_NONE)
-        if cuda_version:
-            probe.versions.cuda_version = cuda_version
-            probe.cuda_version_source = "libcuda"
-        return probe
-    smi_probe = probe_nvidia_smi(runner, nvidia_smi, cuda_version)
+        return nvml_probe if nvml_probe is not None else GpuProbe(SOURCE_NONE)
+    smi_probe = probe_nvidia_smi(runner, nvidia_smi, _libcuda_version(load_library))
     if smi_probe.failure is None or nvml_probe is None:
         return smi_probe
     # Both failed: nvidia-smi's message is the one people know, unless it is unrecognised.
     if smi_probe.failure.kind in (KIND_SMI_ERROR, KIND_TIMEOUT):
         return nvml_probe
     return smi_probe
+
+
+def _libcuda_version(load_library: LibraryLoader) -> str | None:
+    cuda_lib = _try_load(load_library, CUDA_LIBRARY)
+    return libcuda_version(cuda_lib) if cuda_lib is not None else None
 
 
 def _gib(number_of_bytes: float) -> str:

@@ -906,6 +906,8 @@ class Handler(BaseHTTPRequestHandler):
         if not stream:
             final = piece("".join(p["tokens"]), p["calls"])
             final.update({"done_reason": p["done_reason"], "done": True})
+            if not chat:  # /api/generate also returns the conversation's token ids
+                final["context"] = list(range(1, p["prompt_eval_count"] + p["eval_count"] + 1))
             final.update(metrics(p, started))
             self.send(200, final)
             return
@@ -925,6 +927,8 @@ class Handler(BaseHTTPRequestHandler):
             self.chunk(dumps(obj).encode() + b"\n")
         final = piece("")
         final.update({"done_reason": p["done_reason"], "done": True})
+        if not chat:
+            final["context"] = list(range(1, p["prompt_eval_count"] + p["eval_count"] + 1))
         final.update(metrics(p, started))
         self.chunk(dumps(final).encode() + b"\n")
         self.end_stream()

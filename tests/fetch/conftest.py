@@ -162,9 +162,7 @@ def models_dir(tmp_path: Path) -> Path:
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for `python -m vastllm.fetch` subprocesses (credentials like a host has)."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VASTLLM_FETCH_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VASTLLM_FETCH_"))}
     env.update(_no_aws_leaks())
     env.update(
         {

@@ -8,7 +8,7 @@ import pytest
 
 from tests.fetch.conftest import SMALL_TRANSFER, Bucket
 from tests.fetch.models import archive, sha256, sha256sums, sharded_model, snapshot
-from vastllm.fetch import ChecksumMismatch, fetch
+from vastllm.fetch import ChecksumMismatch, CorruptArchive, fetch
 
 WRONG = "0" * 64
 
@@ -17,8 +17,11 @@ WRONG = "0" * 64
 def installed(bucket: Bucket, models_dir: Path) -> Path:
     """`models/m` already holds an older version installed by fetch."""
     dest = models_dir / "m"
-    fetch(bucket.put("old.tar.gz", archive(sharded_model(shards=1), "tar.gz")), dest,
-          s3=bucket.options)
+    fetch(
+        bucket.put("old.tar.gz", archive(sharded_model(shards=1), "tar.gz")),
+        dest,
+        s3=bucket.options,
+    )
     return dest
 
 
@@ -65,9 +68,9 @@ def test_mismatch_on_a_fresh_target_creates_nothing(bucket: Bucket, models_dir: 
 def test_prefix_file_not_matching_sha256sums(bucket: Bucket, models_dir: Path) -> None:
     files = sharded_model(shards=2)
     sums = sha256sums(files)
-    files["model-00002-of-00002.safetensors"] = b"tampered" + files[
-        "model-00002-of-00002.safetensors"
-    ][8:]
+    files["model-00002-of-00002.safetensors"] = (
+        b"tampered" + files["model-00002-of-00002.safetensors"][8:]
+    )
     url = bucket.put_files("p/", {**files, "SHA256SUMS": sums})
 
     with pytest.raises(ChecksumMismatch, match=r"model-00002-of-00002\.safetensors"):
@@ -80,8 +83,6 @@ def test_corrupt_gzip_is_reported_and_cleaned_up(bucket: Bucket, models_dir: Pat
     body = bytearray(archive(sharded_model(), "tar.gz"))
     body[len(body) // 2] ^= 0xFF
     url = bucket.put("bad.tar.gz", bytes(body))
-
-    from vastllm.fetch import CorruptArchive
 
     with pytest.raises(CorruptArchive, match="gzip"):
         fetch(url, models_dir / "bad", transfer=SMALL_TRANSFER, s3=bucket.options)

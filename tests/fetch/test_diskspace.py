@@ -45,7 +45,7 @@ def test_precheck_accepts_uncompressed_size_metadata(bucket: Bucket, models_dir:
     body = archive(sharded_model(), "tar.zst")
     url = bucket.put("m.tar.zst", body, {"uncompressed-size": str(7 * GiB)})
 
-    with pytest.raises(NotEnoughSpace, match="need ~7.06 GiB"):
+    with pytest.raises(NotEnoughSpace, match=r"need ~7\.06 GiB"):
         fetch(url, models_dir / "m", s3=bucket.options, free_space=lambda _: 7 * GiB)
 
 
@@ -65,9 +65,7 @@ def test_precheck_estimates_from_compressed_size_without_metadata(
         fetch(url, models_dir / "m", s3=bucket.options, free_space=just_too_little)
     assert seen == [models_dir]  # the filesystem of the target's parent was asked
 
-    result = fetch(
-        url, models_dir / "m", s3=bucket.options, free_space=lambda _: len(body) * 2
-    )
+    result = fetch(url, models_dir / "m", s3=bucket.options, free_space=lambda _: len(body) * 2)
     assert result.changed is True
 
 

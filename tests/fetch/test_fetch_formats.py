@@ -85,9 +85,7 @@ def test_files_and_dirs_get_sane_modes(bucket: Bucket, models_dir: Path) -> None
     assert result.layout["kind"] == "sharded-safetensors"
 
 
-def test_prefix_is_fetched_and_checked_against_sha256sums(
-    bucket: Bucket, models_dir: Path
-) -> None:
+def test_prefix_is_fetched_and_checked_against_sha256sums(bucket: Bucket, models_dir: Path) -> None:
     files = sharded_model()
     files["nested/extra.bin"] = b"x" * 5000
     url = bucket.put_files("models/llama/", {**files, "SHA256SUMS": sha256sums(files)})
@@ -133,7 +131,9 @@ def test_replacing_an_older_version_leaves_only_the_new_one(
     (dest / "stray-user-file.txt").write_text("from the old version")
 
     result = fetch(
-        bucket.put("m.tar.gz", archive(new, "tar.gz")), dest, transfer=SMALL_TRANSFER,
+        bucket.put("m.tar.gz", archive(new, "tar.gz")),
+        dest,
+        transfer=SMALL_TRANSFER,
         s3=bucket.options,
     )
 

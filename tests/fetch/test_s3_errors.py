@@ -62,7 +62,8 @@ def auth_server() -> Iterator[AuthServer]:
         s3.put_object(
             Bucket="private-models", Key="m.tar", Body=archive(sharded_model(shards=1), "tar")
         )
-        request = urllib.request.Request(  # from now on every request is authenticated
+        # from now on every request is authenticated
+        request = urllib.request.Request(  # noqa: S310 - loopback moto server
             f"{server.endpoint}/moto-api/reset-auth",
             data=b"0",
             method="POST",
@@ -90,9 +91,15 @@ def _options(server: AuthServer, key_id: str, secret: str) -> S3Options:
 def test_unknown_access_key_is_denied(auth_server: AuthServer, tmp_path: Path) -> None:
     secret = "wrong-secret-" + uuid.uuid4().hex
     with pytest.raises(S3AccessDenied) as error:
-        fetch(auth_server.url, tmp_path / "m", s3=_options(auth_server, "AKIANOSUCHKEY0000000", secret))
+        fetch(
+            auth_server.url,
+            tmp_path / "m",
+            s3=_options(auth_server, "AKIANOSUCHKEY0000000", secret),
+        )
     message = str(error.value)
-    assert message.startswith(f"S3 denied access to {auth_server.url}: check AWS_ACCESS_KEY_ID/secret")
+    assert message.startswith(
+        f"S3 denied access to {auth_server.url}: check AWS_ACCESS_KEY_ID/secret"
+    )
     assert secret not in message
     assert not (tmp_path / "m").exists()
 
@@ -136,7 +143,7 @@ def test_unreachable_endpoint(tmp_path: Path) -> None:
         endpoint_url=f"http://127.0.0.1:{port}",
         region=REGION,
         access_key_id="AKIAUNREACHABLE00000",
-        secret_access_key="unreachable-secret",
+        secret_access_key="unreachable-secret",  # noqa: S106 - a test value
         max_attempts=1,
         connect_timeout=2,
     )

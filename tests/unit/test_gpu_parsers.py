@@ -337,7 +337,7 @@ def test_every_table_fixture_is_covered() -> None:
     assert sorted(p.name for p in SMI.glob("table_*.txt")) == sorted(TABLE_EXPECTED)
 
 
-def check_table(text: str, expected: tuple[str, str, str, list[tuple[str, ...]]]) -> None:
+def check_table(text: str, expected: tuple[str, str, str, list[tuple[int, str, int, int]]]) -> None:
     smi, driver, cuda, gpus = expected
     report = gpu.parse_table(text)
     assert report.versions.nvidia_smi_version == smi

@@ -39,7 +39,8 @@ def test_environment_reaches_the_program(host):
     pid = _pids(host)[0]
     environ = host.file(f"/proc/{pid}/environ").content.split(b"\0")
     assert b"SAMPLE_GREETING=hello from supervised_service" in environ
-    assert b'SAMPLE_SECRET=s3cr%t "quoted"' in environ
+    # quotes, %, $ and spaces reach the program verbatim under both init systems
+    assert b"SAMPLE_SECRET=s3cr%t \"quoted\" $HOME 'single'" in environ
 
 
 def test_program_runs_in_its_workdir_and_logs(host):

@@ -37,9 +37,17 @@ class GzipReader(io.RawIOBase):
         return bool(self._in)
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        want = memoryview(buffer).nbytes
+        out = self.read(memoryview(buffer).nbytes)
+        memoryview(buffer).cast("B")[: len(out)] = out
+        return len(out)
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to `size` decompressed bytes; b"" at the clean end of the stream."""
+        if size is None or size < 0:
+            return self.readall()
+        want = size
         if not want:
-            return 0
+            return b""
         while True:
             if self._d is None:
                 self._in = self._in.lstrip(b"\x00")
@@ -47,7 +55,7 @@ class GzipReader(io.RawIOBase):
                     if not self._fill():
                         if not self._members:
                             raise CorruptArchive(f"{self._name}: empty gzip stream")
-                        return 0
+                        return b""
                     continue
                 self._d = zlib.decompressobj(_GZIP_WBITS)
                 self._members += 1
@@ -63,8 +71,7 @@ class GzipReader(io.RawIOBase):
             else:
                 self._in = self._d.unconsumed_tail
             if out:
-                memoryview(buffer).cast("B")[: len(out)] = out
-                return len(out)
+                return out
 
 
 class _ZstdErrors(io.RawIOBase):
@@ -79,16 +86,25 @@ class _ZstdErrors(io.RawIOBase):
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        try:
-            data = self._reader.read(memoryview(buffer).nbytes)
-        except zstandard.ZstdError as e:
-            raise CorruptArchive(f"{self._name}: zstd data is corrupt ({e})") from None
+        data = self.read(memoryview(buffer).nbytes)
         memoryview(buffer).cast("B")[: len(data)] = data
         return len(data)
 
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        try:
+            return self._reader.read(size)
+        except zstandard.ZstdError as e:
+            raise CorruptArchive(f"{self._name}: zstd data is corrupt ({e})") from None
+
 
 def decompressed(raw: io.RawIOBase, kind: SourceKind, name: str) -> BinaryIO:
-    """A buffered, readable stream of the tar bytes inside `raw`."""
+    """A readable stream of the tar bytes inside `raw`.
+
+    Reads may come back short (tarfile's stream mode loops until it has what it asked for);
+    each layer hands out the bytes objects it produced instead of copying them into buffers.
+    """
     stream: io.RawIOBase
     if kind is SourceKind.TAR_GZ:
         stream = GzipReader(raw, name)
@@ -101,4 +117,4 @@ def decompressed(raw: io.RawIOBase, kind: SourceKind, name: str) -> BinaryIO:
         stream = raw
     else:
         raise ValueError(f"not an archive kind: {kind}")
-    return cast(BinaryIO, io.BufferedReader(stream, buffer_size=READ_SIZE))
+    return cast(BinaryIO, stream)

@@ -81,7 +81,8 @@ class RangedReader(io.RawIOBase):
         self._consumed = 0
         self._error: BaseException | None = None
         self._stopped = False
-        self._current = memoryview(b"")
+        self._data = b""
+        self._pos = 0
         self._hash = hashlib.sha256()
         self.bytes_read = 0
         n_threads = min(max(options.workers, 1), max(self._count, 1))
@@ -162,34 +163,51 @@ class RangedReader(io.RawIOBase):
             self._cond.notify_all()
         self._hash.update(data)
         self.bytes_read += len(data)
-        self._current = memoryview(data)
+        self._data, self._pos = data, 0
         if self._on_bytes is not None:
             self._on_bytes(len(data))
         return True
 
+    def _available(self) -> int:
+        left = len(self._data) - self._pos
+        if left == 0 and self._next_chunk():
+            left = len(self._data)
+        return left
+
     def readable(self) -> bool:
         return True
 
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to `size` bytes (a whole range without copying when it fits)."""
+        if size is None or size < 0:
+            return self.readall()
+        left = self._available()
+        if not left or not size:
+            return b""
+        if self._pos == 0 and size >= left:
+            out = self._data
+        else:
+            out = self._data[self._pos : self._pos + size]
+        self._pos += len(out)
+        return out
+
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         target = memoryview(buffer).cast("B")
-        if not target.nbytes:
-            return 0
-        if not self._current.nbytes and not self._next_chunk():
-            return 0
-        n = min(target.nbytes, self._current.nbytes)
-        target[:n] = self._current[:n]
-        self._current = self._current[n:]
+        left = self._available()
+        n = min(target.nbytes, left)
+        target[:n] = memoryview(self._data)[self._pos : self._pos + n]
+        self._pos += n
         return n
 
     def drain(self) -> None:
         """Read (and hash) whatever is left, so the digest covers the whole object."""
-        self._current = memoryview(b"")
+        self._pos = len(self._data)
         while self._next_chunk():
-            self._current = memoryview(b"")
+            self._pos = len(self._data)
 
     @property
     def complete(self) -> bool:
-        return self._consumed >= self._count and not self._current.nbytes
+        return self._consumed >= self._count and self._pos >= len(self._data)
 
     def sha256(self) -> str:
         """Hex sha256 of the bytes read so far (the whole object once `complete`)."""

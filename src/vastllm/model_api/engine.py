@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +27,7 @@ from vastllm.model_api.generation import (
     GenerationResult,
 )
 from vastllm.model_api.hardware import GpuInfo, dtype_name, gpu_info, resolve_device, resolve_dtype
+from vastllm.model_api.model_dir import check_model_dir
 from vastllm.model_api.sampling import next_token
 from vastllm.model_api.settings import ModelApiSettings
 from vastllm.model_api.textstream import IncrementalDetokenizer, StopMatcher
@@ -37,13 +37,6 @@ log = logging.getLogger(__name__)
 # config attributes that hold the context window, most common first
 _CONTEXT_ATTRS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 _FALLBACK_CONTEXT = 4096
-
-
-def _check_model_dir(path: Path) -> None:
-    if not path.is_dir():
-        raise EngineLoadError(f"model_path {path} is not a directory")
-    if not (path / "config.json").is_file():
-        raise EngineLoadError(f"model_path {path} has no config.json")
 
 
 def _context_length(config: Any, tokenizer: Any) -> int:
@@ -101,7 +94,7 @@ class Engine:
     def load(cls, settings: ModelApiSettings) -> Engine:
         """Load from ``settings.model_path``; never reaches a hub (local files only)."""
         path = settings.model_path
-        _check_model_dir(path)
+        check_model_dir(path)
         device = resolve_device(settings.device)
         dtype = resolve_dtype(settings.dtype, device)
         started = time.monotonic()

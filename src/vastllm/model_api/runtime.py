@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Literal
 
 from vastllm.model_api.errors import APIError
+from vastllm.model_api.model_dir import check_model_dir
 from vastllm.model_api.scheduler import Scheduler
 from vastllm.model_api.settings import ModelApiSettings
 
@@ -51,6 +52,7 @@ class Runtime:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             try:
+                check_model_dir(self.settings.model_path)
                 # torch and transformers are imported here, off the event loop
                 from vastllm.model_api.engine import Engine  # noqa: PLC0415
 

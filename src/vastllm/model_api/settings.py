@@ -110,6 +110,13 @@ class ModelApiSettings(BaseSettings):
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
+    @field_validator("model_path", mode="before")
+    @classmethod
+    def _non_empty(cls, v: object) -> object:
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("must be a directory path, not empty")
+        return v
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower(cls, v: object) -> object:

@@ -66,18 +66,28 @@ def cache_key(req: ChatRequest) -> str:
 
 class ResponseCache:
     def __init__(
-        self, url: str, ttl: int, max_entry_bytes: int, retry_seconds: float = 2.0
+        self,
+        url: str,
+        ttl: int,
+        max_entry_bytes: int,
+        retry_seconds: float = 2.0,
+        max_connections: int = 32,
     ) -> None:
         self.ttl = ttl
         self.max_entry_bytes = max_entry_bytes
         self._retry_seconds = retry_seconds
-        self._redis = aioredis.Redis.from_url(
+        # a blocking pool: past max_connections a request waits for a connection instead of
+        # failing (redis-py's default pool raises MaxConnectionsError at 100 concurrent calls)
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=2.0,
             socket_connect_timeout=0.5,
             socket_timeout=2.0,
             retry=Retry(NoBackoff(), 0),
             health_check_interval=0,
         )
+        self._redis = aioredis.Redis(connection_pool=pool)
         self.up: bool | None = None  # None until the first call
         self._down_until = 0.0
         self._task: asyncio.Task[None] | None = None

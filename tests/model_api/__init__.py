@@ -1,0 +1,1 @@
+"""Tests of the model API server (real model, real uvicorn on loopback)."""

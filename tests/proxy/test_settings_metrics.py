@@ -1,0 +1,110 @@
+"""Settings sources, the entry point's error path, and the Prometheus exposition."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from tests.proxy.conftest import Proxy
+from tests.support import REPO
+from vastllm.proxy.settings import ProxySettings
+
+
+def test_env_over_config_file_over_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "proxy.yaml"
+    cfg.write_text(
+        "port: 9001\ncache_mode: all\nupstreams:\n"
+        "  - {name: gpu, kind: openai, base_url: 'http://10.0.0.1:8000/', api_key: sk-up}\n"
+    )
+    monkeypatch.setenv("VASTLLM_PROXY_CONFIG", str(cfg))
+    monkeypatch.setenv("VASTLLM_PROXY_PORT", "9002")
+    monkeypatch.setenv("VASTLLM_PROXY_API_KEYS", "k1, k2")
+    s = ProxySettings()
+    assert s.port == 9002  # env wins over the file
+    assert s.cache_mode == "all"  # file wins over the default
+    assert s.host == "127.0.0.1"  # loopback unless told otherwise
+    assert s.upstreams[0].base_url == "http://10.0.0.1:8000"
+    assert s.upstreams[0].api_key is not None
+    assert "sk-up" not in repr(s)
+    assert [k.get_secret_value() for k in s.api_keys] == ["k1", "k2"]
+    monkeypatch.setenv("VASTLLM_PROXY_API_KEYS", '["k3"]')
+    assert [k.get_secret_value() for k in ProxySettings().api_keys] == ["k3"]
+
+    monkeypatch.setenv(
+        "VASTLLM_PROXY_UPSTREAMS", json.dumps([{"name": "x", "base_url": "http://a"}] * 2)
+    )
+    with pytest.raises(ValidationError, match="unique"):
+        ProxySettings()
+    monkeypatch.setenv(
+        "VASTLLM_PROXY_UPSTREAMS", '[{"name": "x", "kind": "tgi", "base_url": "http://a"}]'
+    )
+    with pytest.raises(ValidationError):
+        ProxySettings()
+
+
+def test_entry_point_rejects_bad_settings(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.json"
+    cfg.write_text(json.dumps({"cache_mode": "sometimes"}))
+    out = subprocess.run(
+        [sys.executable, "-m", "vastllm.proxy"],
+        env={"VASTLLM_PROXY_CONFIG": str(cfg), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "invalid settings" in out.stderr
+    assert "cache_mode" in out.stderr
+
+
+SAMPLE = re.compile(r'^[a-z_]+(\{([a-z_]+="[^"]*",?)+\})? -?[0-9.e+-]+$')
+
+
+def test_metrics_exposition(proxy: Proxy, unique: str) -> None:
+    body = {
+        "model": "claude-opus-4-8",
+        "max_tokens": 20,
+        "temperature": 0,
+        "messages": [{"role": "user", "content": f"metrics {unique}"}],
+    }
+    for _ in range(2):
+        assert httpx.post(proxy.url + "/v1/messages", json=body).status_code == 200
+    httpx.post(proxy.url + "/v1/messages", content=b"{")
+    r = httpx.get(proxy.url + "/metrics")
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = r.text
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            assert re.match(r"^# (HELP|TYPE) [a-z_]+ .+$", line), line
+            continue
+        assert SAMPLE.match(line), line
+        name, value = line.rsplit(" ", 1)
+        values[name] = float(value)
+    assert values['vastllm_proxy_requests_total{route="/v1/messages",status="200"}'] >= 2
+    assert values['vastllm_proxy_requests_total{route="/v1/messages",status="400"}'] >= 1
+    assert values["vastllm_proxy_cache_hits_total"] >= 1
+    assert values["vastllm_proxy_cache_misses_total"] >= 1
+    assert 0 < values["vastllm_proxy_cache_hit_ratio"] < 1
+    assert values['vastllm_proxy_tokens_total{direction="in"}'] > 0
+    assert values['vastllm_proxy_tokens_total{direction="out"}'] > 0
+    assert values["vastllm_proxy_redis_up"] == 1
+    buckets = [
+        v
+        for k, v in values.items()
+        if k.startswith('vastllm_proxy_upstream_latency_seconds_bucket{upstream="main"')
+    ]
+    assert buckets == sorted(buckets)
+    assert buckets[-1] == values['vastllm_proxy_upstream_latency_seconds_count{upstream="main"}']
+    assert values['vastllm_proxy_upstream_outstanding{upstream="main"}'] == 0
