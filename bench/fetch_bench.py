@@ -25,13 +25,14 @@ import os
 import platform
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import tarfile
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -177,16 +178,25 @@ class PeakDisk:
 
 @dataclass
 class Row:
+    """One method's runs: median wall time, worst peak disk."""
+
     method: str
-    seconds: float
     object_bytes: int
     extracted_bytes: int
-    peak_tree: int
-    peak_fs: int
+    seconds: list[float] = field(default_factory=list)
+    peak_tree: int = 0
+    peak_fs: int = 0
+
+    def add(self, seconds: float, peak: PeakDisk) -> None:
+        self.seconds.append(seconds)
+        self.peak_tree = max(self.peak_tree, peak.peak_tree)
+        self.peak_fs = max(self.peak_fs, peak.peak_fs)
 
     def markdown(self) -> str:
+        median = statistics.median(self.seconds)
+        runs = ", ".join(f"{s:.1f}" for s in self.seconds)
         return (
-            f"| {self.method} | {self.seconds:.1f} | {self.object_bytes / self.seconds / 1e6:.0f} "
+            f"| {self.method} | {median:.1f} ({runs}) | {self.object_bytes / median / 1e6:.0f} "
             f"| {self.peak_tree / MiB:.0f} | {self.peak_tree / self.extracted_bytes:.3f} "
             f"| {self.peak_fs / MiB:.0f} |"
         )
@@ -279,7 +289,8 @@ class _StaticHandler(BaseHTTPRequestHandler):
 def measure(
     endpoint: str, work_dir: Path, args: argparse.Namespace, size: int, extracted: int
 ) -> list[Row]:
-    """Run (a) the streaming fetch and (b) the two-step way against one endpoint."""
+    """Run (a) the streaming fetch and (b) the two-step way against one endpoint, `--repeat`
+    times each, alternating which goes first."""
     s3 = boto3.client(
         "s3",
         endpoint_url=endpoint,
@@ -287,44 +298,45 @@ def measure(
         aws_access_key_id=KEY_ID,
         aws_secret_access_key=SECRET,
     )
-    rows = []
-    # (a) streaming fetch + extract
-    stream_root = work_dir / "stream"
-    stream_root.mkdir(parents=True)
-    os.sync()
     options = S3Options(
         endpoint_url=endpoint, region=REGION, access_key_id=KEY_ID, secret_access_key=SECRET
     )
     transfer = TransferOptions(workers=args.workers, chunk_size=args.chunk_mib * MiB)
-    with PeakDisk(stream_root) as peak:
-        t0 = time.monotonic()
-        result = fetch(
-            "s3://bench/model.tar.gz", stream_root / "model", s3=options, transfer=transfer
-        )
-        seconds = time.monotonic() - t0
-    if not (result.changed and result.sha256_verified):
-        raise SystemExit(f"unexpected fetch result: {result}")
-    rows.append(
-        Row("vastllm.fetch (streaming)", seconds, size, extracted, peak.peak_tree, peak.peak_fs)
-    )
-    shutil.rmtree(stream_root)
-    # (b) two-step: download the whole tarball, tar xzf, delete the tarball
-    two_root = work_dir / "two-step"
-    (two_root / "model").mkdir(parents=True)
-    os.sync()
     config = TransferConfig(multipart_chunksize=args.chunk_mib * MiB, max_concurrency=args.workers)
-    with PeakDisk(two_root) as peak:
-        t0 = time.monotonic()
-        local = two_root / "model.tar.gz"
-        s3.download_file("bench", "model.tar.gz", str(local), Config=config)
-        subprocess.run(["tar", "xzf", str(local), "-C", str(two_root / "model")], check=True)
-        local.unlink()
-        seconds = time.monotonic() - t0
-    rows.append(
-        Row("download_file + tar xzf + rm", seconds, size, extracted, peak.peak_tree, peak.peak_fs)
-    )
-    shutil.rmtree(two_root)
-    return rows
+    streaming = Row("vastllm.fetch (streaming)", size, extracted)
+    two_step = Row("download_file + tar xzf + rm", size, extracted)
+
+    def run_streaming() -> None:
+        root = work_dir / "stream"
+        root.mkdir(parents=True)
+        os.sync()
+        with PeakDisk(root) as peak:
+            t0 = time.monotonic()
+            result = fetch("s3://bench/model.tar.gz", root / "model", s3=options, transfer=transfer)
+            seconds = time.monotonic() - t0
+        if not (result.changed and result.sha256_verified):
+            raise SystemExit(f"unexpected fetch result: {result}")
+        streaming.add(seconds, peak)
+        shutil.rmtree(root)
+
+    def run_two_step() -> None:
+        root = work_dir / "two-step"
+        (root / "model").mkdir(parents=True)
+        os.sync()
+        with PeakDisk(root) as peak:
+            t0 = time.monotonic()
+            local = root / "model.tar.gz"
+            s3.download_file("bench", "model.tar.gz", str(local), Config=config)
+            subprocess.run(["tar", "xzf", str(local), "-C", str(root / "model")], check=True)
+            local.unlink()
+            seconds = time.monotonic() - t0
+        two_step.add(seconds, peak)
+        shutil.rmtree(root)
+
+    for i in range(args.repeat):
+        for step in (run_streaming, run_two_step) if i % 2 == 0 else (run_two_step, run_streaming):
+            step()
+    return [streaming, two_step]
 
 
 def run_moto(tarball: Path, meta: dict[str, int | str], args: argparse.Namespace) -> list[Row]:
@@ -389,6 +401,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--chunk-mib", type=int, default=32)
     parser.add_argument("--servers", default="moto,static", help="comma list: moto, static")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per method (median)")
     parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
     args = parser.parse_args()
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
@@ -405,8 +418,8 @@ def main() -> int:
             rows = runner(tarball, meta, args)
             tables.append(
                 f"Server: {label}\n\n"
-                "| method | wall s | MB/s (stored bytes) | peak disk MiB (du of work dir) "
-                "| peak / extracted | peak fs delta MiB |\n"
+                "| method | wall s, median (runs) | MB/s (stored bytes) "
+                "| peak disk MiB (du of work dir) | peak / extracted | peak fs delta MiB |\n"
                 "|---|---|---|---|---|---|\n" + "\n".join(r.markdown() for r in rows) + "\n"
             )
             print(tables[-1])
@@ -421,9 +434,9 @@ def main() -> int:
         f"{platform.python_version()}, server and client on loopback.  \n"
         f"Object: tar.gz (level 1) of {args.shards} random shards, {size / MiB:.0f} MiB stored, "
         f"{extracted / MiB:.0f} MiB extracted; {args.workers} workers x {args.chunk_mib} MiB "
-        "ranges for both methods. Peak disk: largest `du` of the method's work dir (tarball + "
-        "partial + final files), sampled every 50 ms; fs delta: statvfs used-bytes growth "
-        "(includes dirty page-cache writeback noise).\n\n"
+        "ranges for both methods, runs alternating which goes first. Peak disk: largest `du` "
+        "of the method's work dir (tarball + partial + final files), sampled every 50 ms; "
+        "fs delta: statvfs used-bytes growth (includes writeback noise).\n\n"
     )
     text = header + "\n".join(tables)
     if not RESULTS.exists():

@@ -98,6 +98,9 @@ def server_env(model_dir: Path, **settings: object) -> dict[str, str]:
         "VASTLLM_MODEL_API_MODEL_PATH": str(model_dir),
         "VASTLLM_MODEL_API_PORT": str(free_port()),
         "VASTLLM_MODEL_API_HOST": "127.0.0.1",
+        # one torch thread: on a small shared CI box, two spinning threads fight the test
+        # process and other servers (measured here: 1 tok/s with 2 threads vs 12 with 1)
+        "VASTLLM_MODEL_API_CPU_THREADS": "1",
     }
     env.update({f"VASTLLM_MODEL_API_{k.upper()}": str(v) for k, v in settings.items()})
     return env

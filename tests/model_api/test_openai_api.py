@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 from openai import OpenAI
+from openai.types.chat import ChatCompletion
 
 from tests.model_api.conftest import MAIN_CONTEXT, Server
 
@@ -20,10 +21,16 @@ def client(server: Server) -> OpenAI:
     return OpenAI(base_url=f"{server.url}/v1", api_key="not-needed", max_retries=0, timeout=120)
 
 
-def test_chat_completion_answers_paris(client: OpenAI) -> None:
-    resp = client.chat.completions.create(
+@pytest.fixture(scope="module")
+def paris(client: OpenAI) -> ChatCompletion:
+    """The greedy answer to QUESTION, the reference for several tests."""
+    return client.chat.completions.create(
         model="smollm2", messages=QUESTION, temperature=0, max_tokens=20
     )
+
+
+def test_chat_completion_answers_paris(paris: ChatCompletion) -> None:
+    resp = paris
     choice = resp.choices[0]
     assert "Paris" in (choice.message.content or "")
     assert choice.message.role == "assistant"
@@ -38,10 +45,8 @@ def test_chat_completion_answers_paris(client: OpenAI) -> None:
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
-def test_stream_matches_non_stream_and_reports_usage(client: OpenAI) -> None:
-    whole = client.chat.completions.create(
-        model="smollm2", messages=QUESTION, temperature=0, max_tokens=20
-    )
+def test_stream_matches_non_stream_and_reports_usage(client: OpenAI, paris: ChatCompletion) -> None:
+    whole = paris
     stream = client.chat.completions.create(
         model="smollm2",
         messages=QUESTION,
@@ -120,15 +125,8 @@ def test_max_tokens_is_capped_by_the_context_window(client: OpenAI) -> None:
     assert resp.usage.total_tokens == MAIN_CONTEXT
 
 
-def test_stop_sequence_cuts_the_answer(client: OpenAI) -> None:
-    full = (
-        client.chat.completions.create(
-            model="smollm2", messages=QUESTION, temperature=0, max_tokens=20
-        )
-        .choices[0]
-        .message.content
-        or ""
-    )
+def test_stop_sequence_cuts_the_answer(client: OpenAI, paris: ChatCompletion) -> None:
+    full = paris.choices[0].message.content or ""
     assert "Paris" in full
     cut = client.chat.completions.create(
         model="smollm2",
@@ -193,7 +191,7 @@ def test_tools_are_accepted(client: OpenAI) -> None:
     assert resp.choices[0].message.content
 
 
-def test_text_parts_are_joined(client: OpenAI) -> None:
+def test_text_parts_are_joined(client: OpenAI, paris: ChatCompletion) -> None:
     parts = client.chat.completions.create(
         model="smollm2",
         messages=[
@@ -208,9 +206,7 @@ def test_text_parts_are_joined(client: OpenAI) -> None:
         temperature=0,
         max_tokens=20,
     )
-    plain = client.chat.completions.create(
-        model="smollm2", messages=QUESTION, temperature=0, max_tokens=20
-    )
+    plain = paris
     assert parts.usage == plain.usage
     assert parts.choices[0].message.content == plain.choices[0].message.content
 

@@ -12,6 +12,7 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
+import redis
 
 from tests.proxy.conftest import MODEL, OllamaDouble, Proxy, RedisServer, upstream, wait_until
 from tests.proxy.test_anthropic import check_event_order, parse_sse
@@ -44,7 +45,7 @@ def stream_text(r: httpx.Response) -> str:
 
 
 def test_hit_returns_identical_content_without_upstream_call(
-    proxy: Proxy, double: OllamaDouble, unique: str
+    proxy: Proxy, double: OllamaDouble, redis_server: RedisServer, unique: str
 ) -> None:
     first = ask(proxy, f"cache me {unique}")
     assert first.headers["x-vastllm-cache"] == "miss"
@@ -54,6 +55,11 @@ def test_hit_returns_identical_content_without_upstream_call(
     assert content(second) == content(first)
     assert second.json()["usage"] == first.json()["usage"]
     assert double.calls() == calls
+    # stored with the configured TTL (default: one week)
+    keys = redis.Redis(port=redis_server.port).keys("vastllm:chat:v1:*")
+    assert keys
+    ttl = redis.Redis(port=redis_server.port).ttl(keys[0])
+    assert 0 < ttl <= 7 * 24 * 3600
     # the same question asked through the OpenAI route shares the entry
     r = httpx.post(
         proxy.url + "/v1/chat/completions",

@@ -7,7 +7,8 @@ import logging
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -155,8 +156,11 @@ class _Run:
             **extra,
         )
 
-    def _install(self, build: Any) -> Any:
-        """Run `build(partial)` in a fresh partial dir; on any failure remove it."""
+    def _install(self, build: Callable[[Path], int]) -> int:
+        """Run `build(partial)` in a fresh partial dir (removed afterwards, whatever happens).
+
+        `build` renames the partial dir into place itself once everything checks out.
+        """
         partial = make_partial_dir(self.dest)
         try:
             return build(partial)
@@ -171,17 +175,7 @@ class _Run:
     def _finish(self, partial: Path, marker: Marker) -> None:
         layout = detect_layout(partial)
         require_complete(layout, str(self.src))
-        marker = Marker(
-            source=marker.source,
-            kind=marker.kind,
-            etag=marker.etag,
-            size=marker.size,
-            sha256=marker.sha256,
-            files=marker.files,
-            layout=layout.to_json(),
-            fetched_at=now_iso(),
-        )
-        write_marker(partial, marker)
+        write_marker(partial, replace(marker, layout=layout.to_json(), fetched_at=now_iso()))
         swap_into_place(partial, self.dest)
 
     # -- tarballs --------------------------------------------------------------------------

@@ -6,15 +6,18 @@ import hashlib
 import os
 import stat
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from vastllm.fetch.errors import CorruptArchive, UnsafeArchive
+from vastllm.fetch.forward import ForwardReader
 from vastllm.fetch.marker import FileRecord
+from vastllm.fetch.pipeline import BackgroundSink
 from vastllm.fetch.tarsafe import DIR_MODE, Entry, EntryKind, check_member
 
 COPY_SIZE = 1024 * 1024
-TAR_BUFSIZE = 1024 * 1024
+BACKGROUND_MIN = 4 * 1024 * 1024  # files this big are hashed and written on a thread
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -65,6 +68,32 @@ def inside(root: Path, path: Path) -> bool:
     return real == real_root or real.startswith(real_root + os.sep)
 
 
+def _copy_data(
+    archive: tarfile.TarFile,
+    source: ForwardReader,
+    member: tarfile.TarInfo,
+    consume: Callable[[bytes], None],
+) -> int:
+    """Hand the member's bytes to `consume`, in order; return how many there were."""
+    done = 0
+    if member.sparse is not None:  # rare (tar -S): let tarfile map the holes
+        data = archive.extractfile(member)
+        if data is None:  # pragma: no cover - sparse members are regular files
+            return 0
+        while chunk := data.read(COPY_SIZE):
+            consume(chunk)
+            done += len(chunk)
+        return done
+    source.seek(member.offset_data)
+    while done < member.size:
+        chunk = source.read_some(min(member.size - done, COPY_SIZE))
+        if not chunk:
+            break
+        consume(chunk)
+        done += len(chunk)
+    return done
+
+
 class TarExtractor:
     """Extract a tar stream under `root`.
 
@@ -81,13 +110,14 @@ class TarExtractor:
         self.records: dict[str, FileRecord] = {}
 
     def run(self, stream: BinaryIO, name: str) -> list[FileRecord]:
+        source = ForwardReader(stream, name)
         try:
-            with tarfile.open(fileobj=stream, mode="r|", bufsize=TAR_BUFSIZE) as archive:
+            with tarfile.open(fileobj=cast(BinaryIO, source), mode="r:") as archive:
                 for member in archive:
                     entry = check_member(member, str(self.root))
                     if entry is None or not self._wanted(entry):
                         continue
-                    self._write(archive, member, entry)
+                    self._write(archive, source, member, entry)
         except (tarfile.ReadError, tarfile.StreamError, tarfile.HeaderError, EOFError) as e:
             raise CorruptArchive(f"{name}: not a readable tar archive ({e})") from None
         self._check_symlinks()
@@ -98,7 +128,13 @@ class TarExtractor:
             return True
         return entry.kind is not EntryKind.DIR and entry.path in self.only
 
-    def _write(self, archive: tarfile.TarFile, member: tarfile.TarInfo, entry: Entry) -> None:
+    def _write(
+        self,
+        archive: tarfile.TarFile,
+        source: ForwardReader,
+        member: tarfile.TarInfo,
+        entry: Entry,
+    ) -> None:
         target = prepare_parent(self.root, entry.path)
         if entry.kind is EntryKind.DIR:
             self._make_dir(target, entry)
@@ -106,7 +142,7 @@ class TarExtractor:
         _clear(target, entry.path)
         self.records.pop(entry.path, None)
         if entry.kind is EntryKind.FILE:
-            self.records[entry.path] = self._write_file(archive, member, entry, target)
+            self.records[entry.path] = self._write_file(archive, source, member, entry, target)
         elif entry.kind is EntryKind.SYMLINK:
             link = entry.link or ""
             os.symlink(link, target)
@@ -125,19 +161,31 @@ class TarExtractor:
         os.chmod(target, DIR_MODE)
 
     def _write_file(
-        self, archive: tarfile.TarFile, member: tarfile.TarInfo, entry: Entry, target: Path
+        self,
+        archive: tarfile.TarFile,
+        source: ForwardReader,
+        member: tarfile.TarInfo,
+        entry: Entry,
+        target: Path,
     ) -> FileRecord:
-        source = archive.extractfile(member)
-        if source is None:  # pragma: no cover - isreg() members always have data
-            raise CorruptArchive(f"{entry.path!r}: no data in the archive")
         digest = hashlib.sha256()
-        size = 0
         fd = os.open(target, _OPEN_FLAGS, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            while chunk := source.read(COPY_SIZE):
+        with os.fdopen(fd, "wb", buffering=0) as out:
+
+            def consume(chunk: bytes) -> None:
                 digest.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[out.write(view) or 0 :]
+
+            if member.size < BACKGROUND_MIN:
+                size = _copy_data(archive, source, member, consume)
+            else:  # hash + write on another thread while this one decompresses
+                sink = BackgroundSink(consume, depth=8, name="tar-writer")
+                try:
+                    size = _copy_data(archive, source, member, sink.put)
+                finally:
+                    sink.close()
         if size != member.size:
             raise CorruptArchive(f"{entry.path!r}: archive ends inside this member")
         os.chmod(target, entry.mode)

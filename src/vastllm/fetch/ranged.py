@@ -3,11 +3,13 @@
 N worker threads fetch byte ranges of `chunk_size` into a reorder buffer; `readinto` hands the
 chunks out in order, hashing them (sha256 of the stored bytes) on the way. Memory stays bounded:
 a worker only starts chunk i when i < consumed + prefetch, so at most `prefetch` chunks are
-buffered or in flight, plus the one being read (peak ~ chunk_size x (prefetch + 1)).
+buffered or in flight, plus the one being read and up to 3 queued for (or in) the hashing
+thread: peak ~ chunk_size x (prefetch + 4).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import threading
@@ -24,6 +26,7 @@ from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from vastllm.fetch.errors import ObjectChanged
 from vastllm.fetch.objects import ObjectInfo
+from vastllm.fetch.pipeline import BackgroundSink
 from vastllm.fetch.s3client import S3Client
 
 MiB = 1024 * 1024
@@ -53,7 +56,7 @@ class TransferOptions:
     @property
     def memory_bound(self) -> int:
         """Upper bound of the bytes buffered by one reader."""
-        return self.chunk_size * (self.depth + 1)
+        return self.chunk_size * (self.depth + 4)
 
 
 class RangedReader(io.RawIOBase):
@@ -84,6 +87,7 @@ class RangedReader(io.RawIOBase):
         self._data = b""
         self._pos = 0
         self._hash = hashlib.sha256()
+        self._hasher = BackgroundSink(self._hash.update, depth=2, name="s3-sha256")
         self.bytes_read = 0
         n_threads = min(max(options.workers, 1), max(self._count, 1))
         self._threads = [
@@ -161,7 +165,7 @@ class RangedReader(io.RawIOBase):
             data = self._ready.pop(self._consumed)
             self._consumed += 1
             self._cond.notify_all()
-        self._hash.update(data)
+        self._hasher.put(data)
         self.bytes_read += len(data)
         self._data, self._pos = data, 0
         if self._on_bytes is not None:
@@ -210,7 +214,8 @@ class RangedReader(io.RawIOBase):
         return self._consumed >= self._count and self._pos >= len(self._data)
 
     def sha256(self) -> str:
-        """Hex sha256 of the bytes read so far (the whole object once `complete`)."""
+        """Hex sha256 of the whole object; call once everything was read (or drained)."""
+        self._hasher.close()
         return self._hash.hexdigest()
 
     def close(self) -> None:
@@ -220,4 +225,6 @@ class RangedReader(io.RawIOBase):
             self._cond.notify_all()
         for thread in self._threads:
             thread.join(timeout=60)
+        with contextlib.suppress(Exception):  # hashing bytes cannot fail; nothing to report
+            self._hasher.close()
         super().close()

@@ -13,10 +13,13 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+ENV_PREFIX = "VASTLLM_FETCH_"
+
+
 class FetchSettings(BaseSettings):
     """Environment defaults: e.g. VASTLLM_FETCH_WORKERS=16, VASTLLM_FETCH_CHUNK_MIB=64."""
 
-    model_config = SettingsConfigDict(env_prefix="VASTLLM_FETCH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     endpoint_url: str | None = None
     region: str | None = None

@@ -95,6 +95,8 @@ class Engine:
         """Load from ``settings.model_path``; never reaches a hub (local files only)."""
         path = settings.model_path
         check_model_dir(path)
+        if settings.cpu_threads is not None:
+            torch.set_num_threads(settings.cpu_threads)
         device = resolve_device(settings.device)
         dtype = resolve_dtype(settings.dtype, device)
         started = time.monotonic()
@@ -150,7 +152,8 @@ class Engine:
             text = self.tokenizer.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=True, **kwargs
             )
-        except TemplateError as e:
+        except (TemplateError, TypeError) as e:  # raise_exception() in the template, or a
+            # template that cannot handle what it was given
             raise ChatTemplateError(f"chat template rejected the messages: {e}") from e
         # the template already holds BOS and friends
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

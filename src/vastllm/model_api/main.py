@@ -58,7 +58,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m vastllm.model_api",
         description="Serve a local transformers model over HTTP (OpenAI-compatible). "
         "Settings: VASTLLM_MODEL_API_* variables (MODEL_PATH, MODEL_ID, HOST, PORT, DTYPE, "
-        "DEVICE, MAX_CONCURRENT, MAX_QUEUE, MAX_NEW_TOKENS_DEFAULT, CONTEXT_LENGTH, LOG_LEVEL) "
+        "DEVICE, CPU_THREADS, MAX_CONCURRENT, MAX_QUEUE, MAX_NEW_TOKENS_DEFAULT, "
+        "CONTEXT_LENGTH, LOG_LEVEL) "
         f"over the JSON/YAML file named by {CONFIG_ENV}.",
     )
     parser.add_argument("--config", help=f"settings file (JSON or YAML); overrides {CONFIG_ENV}")
@@ -83,8 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         sock = bind_socket(settings.host, settings.port)
+    except PortInUse as e:
+        print(f"error: {e.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as e:
-        print(f"error: {e.strerror or e}", file=sys.stderr)
+        where = f"{settings.host}:{settings.port}"
+        print(f"error: cannot listen on {where}: {e.strerror or e}", file=sys.stderr)
         return EXIT_USAGE
 
     config = uvicorn.Config(

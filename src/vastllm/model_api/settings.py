@@ -86,6 +86,12 @@ class ModelApiSettings(BaseSettings):
         "else fp32.",
     )
     device: Device = Field(default="auto", description="auto: cuda when available, else cpu.")
+    cpu_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="torch intra-op threads (torch.set_num_threads); default: torch's choice. "
+        "1 is much faster on a CPU shared with other busy processes.",
+    )
     max_concurrent: int | None = Field(
         default=None, ge=1, description="Generations at once; default 1 on CPU, 2 on GPU."
     )
