@@ -11,9 +11,13 @@ the tarball. For each: wall time, throughput, and the peak disk used under its w
 (sampled every 50 ms by a thread walking the tree: the tarball, partial and final files).
 Prints a Markdown table and appends it, with the command, to bench/RESULTS.md.
 
-moto keeps objects in spooled temp files; the server runs with TMPDIR=/dev/shm so the stored
-object never shares the disk being measured. moto reads the whole object for every ranged GET,
-so both methods use the same range size and concurrency.
+Two servers, one table each (`--servers moto,static`):
+- moto in server mode (as the tests use). It keeps objects in spooled temp files, so it runs
+  with TMPDIR=/dev/shm and the stored object never shares the disk being measured. moto copies
+  the whole object for every ranged GET, which makes it the bottleneck for both methods.
+- StaticS3Double, a bench-only S3 double in this file (HEAD, ranged GET, If-Match, metadata,
+  served with sendfile), to show the client side when the server is not the limit.
+Both methods use the same range size and concurrency.
 """
 
 from __future__ import annotations
@@ -426,7 +430,7 @@ def main() -> int:
     finally:
         shutil.rmtree(args.work_dir, ignore_errors=True)
 
-    command = "python bench/fetch_bench.py " + shlex.join(sys.argv[1:])
+    command = ".venv/bin/python bench/fetch_bench.py " + shlex.join(sys.argv[1:])
     header = (
         f"## fetch: streaming vs two-step ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)\n\n"
         f"Command: `{command.strip()}`  \n"

@@ -13,6 +13,7 @@ leaves loopback. Credentials are moto's dummies; real ones never appear here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import signal
@@ -43,7 +44,7 @@ def start(port: int, state: Path) -> int:
         print(f"local S3 already answers on {_endpoint(port)}")
         return 0
     log = (state / "moto.log").open("ab")
-    proc = subprocess.Popen(  # noqa: S603 - fixed argv
+    proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )
@@ -60,7 +61,7 @@ def start(port: int, state: Path) -> int:
 
 
 def put(port: int, file: Path, url: str) -> int:
-    import boto3  # the dev venv has it
+    import boto3  # noqa: PLC0415 - only this command needs it (the dev venv has it)
 
     if not url.startswith("s3://") or "/" not in url[5:]:
         print(f"expected s3://BUCKET/KEY, got {url}", file=sys.stderr)
@@ -84,16 +85,16 @@ def put(port: int, file: Path, url: str) -> int:
 def stop(state: Path) -> int:
     pid_file = state / "moto.pid"
     if pid_file.exists():
-        try:
+        with contextlib.suppress(ProcessLookupError, ValueError):
             os.killpg(int(pid_file.read_text()), signal.SIGTERM)
-        except (ProcessLookupError, ValueError):
-            pass
         pid_file.unlink()
     return 0
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_start = sub.add_parser("start")
     p_start.add_argument("--port", type=int, required=True)

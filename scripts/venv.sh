@@ -6,6 +6,8 @@
 #   VASTLLM_WHEELS  extra find-links dir with local wheels (default /opt/wheels when present)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# the system Python builds the venv, never the venv being replaced
+PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -v '/\.venv/bin$' | paste -sd:)
 cache=${VASTLLM_CACHE:-/var/cache/vastllm}
 py=${PYTHON:-python3}
 local_wheels=${VASTLLM_WHEELS:-/opt/wheels}
@@ -38,6 +40,7 @@ else
 fi
 
 if [ -f .venv/.deps-$deps_hash ]; then
+    echo "$wheelhouse" > .venv/wheelhouse-path
     log ".venv up to date"
     exit 0
 fi
@@ -47,4 +50,6 @@ rm -rf .venv
 .venv/bin/pip install -q --no-index --find-links "$wheelhouse" --upgrade pip setuptools wheel
 .venv/bin/pip install -q --no-index --find-links "$wheelhouse" -e ".[dev]"
 touch ".venv/.deps-$deps_hash"
+# Molecule hosts install from the same wheels, with no index
+echo "$wheelhouse" > .venv/wheelhouse-path
 log "done"

@@ -45,6 +45,12 @@ def test_fetch_again_verify_repair_cycle(bucket: Bucket, models_dir: Path) -> No
     common = ["--dest", dest, "--endpoint-url", str(bucket.options.endpoint_url)]
     small = ["--workers", "3", "--chunk-mib", "1", "--json"]
 
+    dry = run_cli("--url", url, *common, *small, "--check")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["action"] == "would-fetch"
+    assert json.loads(dry.stdout)["changed"] is True
+    assert not (models_dir / "m").exists()
+
     first = run_cli("--url", url, *common, *small, "--sha256", sha256(body))
     assert first.returncode == 0, first.stderr
     result = json.loads(first.stdout)

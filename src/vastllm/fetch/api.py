@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -65,7 +66,7 @@ class FetchResult:
     changed: bool
     dest: str
     source: str
-    action: str  # "none" | "fetched" | "repaired" | "verified"
+    action: str  # "none" | "fetched" | "repaired" | "verified" | "would-fetch" | "would-repair"
     layout: dict[str, Any] = field(default_factory=dict)
     bytes: int = 0
     extracted_bytes: int = 0
@@ -131,6 +132,7 @@ class _Run:
         progress: ProgressFn | None,
         free_space: FreeSpaceFn,
         started: float,
+        check: bool = False,
     ) -> None:
         self.src = src
         self.kind = src.kind
@@ -140,6 +142,7 @@ class _Run:
         self.progress = progress
         self.free_space = free_space
         self.started = started
+        self.check = check  # dry run: decide, pre-check the disk, change nothing
 
     def result(self, changed: bool, action: str, **extra: Any) -> FetchResult:
         marker = read_marker(self.dest)
@@ -198,11 +201,15 @@ class _Run:
                 damaged = verify_installed(self.dest, marker, quick=True).damaged
             if not damaged:
                 return self.result(False, "none", sha256_verified=bool(expected))
+            if self.check:
+                return self.result(True, "would-repair", repaired=sorted(damaged))
             return self._repair_tarball(info, marker, damaged, expected)
         check_destination(self.dest, force or marker is not None)
-        remove_stale(self.dest)
         need, how = needed_bytes(self.kind, info)
         ensure_free_space(self.dest.parent, need, how, self.free_space)
+        if self.check:
+            return self.result(True, "would-fetch")
+        remove_stale(self.dest)
         tracker = ProgressTracker("download", info.size, self.progress)
 
         def build(partial: Path) -> int:
@@ -285,12 +292,16 @@ class _Run:
                 damaged = verify_installed(self.dest, marker, quick=True).damaged
             if not damaged:
                 return self.result(False, "none", sha256_verified=SUMS_NAME in files)
+            if self.check:
+                return self.result(True, "would-repair", repaired=sorted(damaged))
             return self._repair_prefix(files, marker, damaged)
         check_destination(self.dest, force or marker is not None)
-        remove_stale(self.dest)
-        sums = self._sums(files)
         total = sum(i.size for i in files.values())
         ensure_free_space(self.dest.parent, total, "sum of the file sizes", self.free_space)
+        if self.check:
+            return self.result(True, "would-fetch")
+        remove_stale(self.dest)
+        sums = self._sums(files)
         tracker = ProgressTracker("download", total, self.progress)
 
         def build(partial: Path) -> int:
@@ -360,6 +371,7 @@ def fetch(
     transfer: TransferOptions | None = None,
     progress: ProgressFn | None = None,
     force: bool = False,
+    check: bool = False,
     client: S3Client | None = None,
     free_space: FreeSpaceFn = free_bytes,
 ) -> FetchResult:
@@ -367,7 +379,9 @@ def fetch(
 
     A run whose marker matches the remote object (one HEAD / LIST) returns changed=False after
     a cheap size check of every file; files found missing or resized are re-fetched.
-    `force` replaces a non-empty `dest` that this tool did not install.
+    `force` replaces a non-empty `dest` that this tool did not install. `check` is a dry run
+    (Ansible check mode): it reports what would change (action "would-fetch"/"would-repair")
+    after the HEAD and the free-disk pre-check, and writes nothing.
     """
     return _run(
         url,
@@ -377,6 +391,7 @@ def fetch(
         transfer=transfer,
         progress=progress,
         force=force,
+        check=check,
         client=client,
         free_space=free_space,
         repairing=False,
@@ -391,6 +406,7 @@ def repair(
     s3: S3Options | None = None,
     transfer: TransferOptions | None = None,
     progress: ProgressFn | None = None,
+    check: bool = False,
     client: S3Client | None = None,
     free_space: FreeSpaceFn = free_bytes,
 ) -> FetchResult:
@@ -412,6 +428,7 @@ def repair(
         transfer=transfer,
         progress=progress,
         force=False,
+        check=check,
         client=client,
         free_space=free_space,
         repairing=True,
@@ -440,6 +457,7 @@ def _run(
     transfer: TransferOptions | None,
     progress: ProgressFn | None,
     force: bool,
+    check: bool,
     client: S3Client | None,
     free_space: FreeSpaceFn,
     repairing: bool,
@@ -452,7 +470,7 @@ def _run(
         raise UsageError("--sha256 applies to a tarball; a prefix is checked with its SHA256SUMS")
     transfer = transfer or TransferOptions()
     dest = Path(dest).absolute()
-    with dest_lock(dest):
+    with contextlib.nullcontext() if check else dest_lock(dest):  # a dry run writes nothing
         repair_only: list[str] | None = None
         if repairing:
             marker = read_marker(dest)
@@ -473,6 +491,7 @@ def _run(
             progress=progress,
             free_space=free_space,
             started=started,
+            check=check,
         )
         if kind is SourceKind.PREFIX:
             return run.prefix(force, repair_only)

@@ -32,6 +32,18 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+EPILOG = """\
+output:  a one-line summary on stdout, or with --json an object with changed, dest, action,
+         layout, bytes, extracted_bytes, seconds, sha256, sha256_verified, repaired, problems
+exit:    0 done or nothing to do, 1 failed (one "error: ..." line on stderr; with --json also
+         {"failed": true, "error": ...} on stdout), 2 usage error, 130 interrupted
+env:     AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN (or the AWS config or an
+         instance profile); VASTLLM_FETCH_WORKERS, _CHUNK_MIB, _PREFETCH_CHUNKS, _ENDPOINT_URL,
+         _REGION, _ADDRESSING_STYLE, _PROGRESS_SECONDS, _MAX_ATTEMPTS, _CONNECT_TIMEOUT,
+         _READ_TIMEOUT set defaults for the flags
+"""
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so partial files are cleaned up on the way out."""
 
@@ -43,6 +55,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
 def build_parser(settings: FetchSettings) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m vastllm.fetch",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
         description="Fetch a model tarball (.tar.gz/.tar.zst/.tar) or prefix from S3 into a "
         "directory, extracting while downloading; verify or repair it later.",
     )
@@ -74,6 +88,11 @@ def build_parser(settings: FetchSettings) -> argparse.ArgumentParser:
     )
     p.add_argument("--quick", action="store_true", help="with --verify-only: sizes, no sha256")
     p.add_argument("--force", action="store_true", help="replace a dest not installed by us")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="dry run (Ansible check mode): report what would change, write nothing",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument(
@@ -146,7 +165,13 @@ def _run(args: argparse.Namespace, settings: FetchSettings) -> int:
     outcome: FetchResult
     if args.repair:
         outcome = repair(
-            args.url, args.dest, sha256=args.sha256, s3=s3, transfer=transfer, progress=progress
+            args.url,
+            args.dest,
+            sha256=args.sha256,
+            s3=s3,
+            transfer=transfer,
+            progress=progress,
+            check=args.check,
         )
     else:
         if not args.url:
@@ -159,6 +184,7 @@ def _run(args: argparse.Namespace, settings: FetchSettings) -> int:
             transfer=transfer,
             progress=progress,
             force=args.force,
+            check=args.check,
         )
     _emit(args, outcome.to_json())
     return EXIT_OK
