@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 
@@ -24,7 +25,7 @@ def sdk(host):
 
 
 def _py(host, python: str, code: str) -> str:
-    result = host.run(f"{python} -c {json.dumps(code)}")
+    result = host.run(f"{python} -c {shlex.quote(code)}")
     assert result.rc == 0, result.stderr
     return result.stdout
 
