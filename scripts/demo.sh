@@ -8,7 +8,7 @@ state=${VASTLLM_STATE:-$HOME/.cache/vastllm}/demo
 name=${VASTLLM_DEMO_NAME:-vastllm-demo}
 ssh_port=${VASTLLM_DEMO_SSH_PORT:-2222}
 s3_port=${VASTLLM_DEMO_S3_PORT:-45901}
-proxy_port=${VASTLLM_DEMO_PROXY_PORT:-18082}
+proxy_port=8082  # the tunnel role forwards the host's proxy here
 inventory=$state/hosts.yml
 key=${VASTLLM_STATE:-$HOME/.cache/vastllm}/testhost_ed25519
 log() { printf '\n==> %s\n' "$*"; }
@@ -35,15 +35,8 @@ PY
     if [ -z "${VASTLLM_EXTRA_CA_BUNDLE:-}" ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
         export VASTLLM_EXTRA_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
     fi
-    log "Running site.yml against it"
+    log "Running site.yml against it (GPU host roles, then the autossh tunnel on this machine)"
     ansible-playbook -i "$inventory" site.yml
-    log "Opening an SSH tunnel: localhost:$proxy_port -> the host's proxy on 127.0.0.1:8082"
-    [ -f "$state/tunnel.pid" ] && kill "$(cat "$state/tunnel.pid")" 2>/dev/null || true
-    ssh -i "$key" -p "$ssh_port" -o BatchMode=yes -o StrictHostKeyChecking=no \
-        -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ExitOnForwardFailure=yes \
-        -o ServerAliveInterval=10 -N -L "127.0.0.1:$proxy_port:127.0.0.1:8082" root@127.0.0.1 \
-        </dev/null >"$state/tunnel.log" 2>&1 &
-    echo $! > "$state/tunnel.pid"
     python - "$proxy_port" <<'PY'
 import sys, time, anthropic
 port = sys.argv[1]
@@ -52,7 +45,7 @@ client = anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", api_key="demo"
 t0 = time.monotonic()
 answer = client.messages.create(model="claude-opus-4-8", max_tokens=20,
     messages=[{"role": "user", "content": question}], extra_body={"temperature": 0})
-print(f"\n    Q: {question}\n    A: {answer.content[0].text}   ({time.monotonic() - t0:.2f} s via the tunnel)")
+print(f"\n    Q: {question}\n    A: {answer.content[0].text}   ({time.monotonic() - t0:.2f} s via the autossh tunnel)")
 PY
     log "Done in $(( $(date +%s) - start )) s."
     echo "    Claude Code:  ANTHROPIC_BASE_URL=http://127.0.0.1:$proxy_port ANTHROPIC_AUTH_TOKEN=demo claude"
@@ -61,7 +54,9 @@ PY
 }
 
 down() {
-    [ -f "$state/tunnel.pid" ] && kill "$(cat "$state/tunnel.pid")" 2>/dev/null || true
+    if [ -f "$inventory" ]; then
+        ansible-playbook -i "$inventory" site.yml --tags tunnel -e tunnel_state=absent >/dev/null || true
+    fi
     python scripts/local_s3.py stop --state "$state/s3" || true
     scripts/testhost down "$name"
     rm -rf "$state"
