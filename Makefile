@@ -23,7 +23,7 @@ setup: ## Install Debian packages, start dockerd, create .venv, build the test h
 
 .PHONY: lint
 lint: setup ## ruff, mypy (strict), yamllint, ansible-lint (production), playbook syntax
-	ruff check src tests plugins molecule bench
+	ruff check src tests plugins molecule bench scripts
 	mypy
 	yamllint --strict .
 	ansible-lint --profile production --offline

@@ -94,9 +94,7 @@ def main() -> int:
     if len(sys.argv) != 2:
         print("usage: mock_upstream.py PORT", file=sys.stderr)
         return 2
-    web.run_app(
-        build_app(), host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None
-    )
+    web.run_app(build_app(), host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
     return 0
 
 

@@ -102,9 +102,7 @@ class Services:
     def check_alive(self, name: str) -> None:
         for n, proc, _ in self.procs:
             if n == name and proc.poll() is not None:
-                raise RuntimeError(
-                    f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}"
-                )
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
 
     def stop(self) -> None:
         for _, proc, _ in reversed(self.procs):
@@ -119,6 +117,21 @@ class Services:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
             log.close()
+
+
+def wait_started(svc: Services, name: str, port: int, path: str, timeout: float) -> None:
+    """Wait for a 200 on path, failing early (with its log) if the process exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        svc.check_alive(name)
+        try:
+            wait_http(f"http://127.0.0.1:{port}{path}", timeout=2)
+            return
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{name} did not answer {path} within {timeout}s:\n{svc.log_tail(name)}"
+                ) from None
 
 
 def python_env() -> dict[str, str]:
@@ -195,6 +208,9 @@ def start_litellm(svc: Services, cli: Path, port: int, mock_port: int) -> None:
         env.pop(key, None)
     env.update(
         {
+            # no auth, like the vastllm proxy here (api_keys off); LiteLLM 1.106 refuses to
+            # start without a master key unless told this is a local setup
+            "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
             # no network at startup: the bundled model cost map, no telemetry, no schema work
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             "LITELLM_TELEMETRY": "False",
@@ -362,7 +378,7 @@ def fmt(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
-def main() -> int:  # noqa: C901 - one linear script
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=int, default=8, help="wrk seconds per case")
     ap.add_argument("--requests", type=int, default=400, help="sequential requests per case")
@@ -413,21 +429,13 @@ def main() -> int:  # noqa: C901 - one linear script
         if litellm_cli is not None:
             start_litellm(svc, litellm_cli, ports["litellm"], ports["mock"])
         for name in ("proxy", "proxy_cache"):
-            try:
-                wait_http(f"http://127.0.0.1:{ports[name]}/v1/models", timeout=30)
-            except TimeoutError:
-                svc.check_alive(name)
-                raise
+            wait_started(svc, name, ports[name], "/v1/models", 30)
         if litellm_cli is not None:
             try:
-                wait_http(f"http://127.0.0.1:{ports['litellm']}/health/liveliness", timeout=180)
+                wait_started(svc, "litellm", ports["litellm"], "/health/liveliness", 180)
                 targets["litellm"] = ports["litellm"]
-            except TimeoutError as e:
-                litellm_error = f"did not start: {e}\n{svc.log_tail('litellm')}"
-            except OSError as e:
+            except (RuntimeError, TimeoutError) as e:
                 litellm_error = f"did not start: {e}"
-            if "litellm" not in targets and not litellm_error:
-                litellm_error = "did not start:\n" + svc.log_tail("litellm")
 
         # sanity: every target answers both routes; the caching proxy really hits
         for name, port in list(targets.items()):
@@ -513,8 +521,8 @@ def render(
         "",
         f"Command: `{command}`  ",
         f"Machine: {note}.  ",
-        "Upstream: bench/mock_upstream.py (aiohttp, zero latency, answers \"Paris is the "
-        "capital of France.\"; it also answers `/v1/messages` itself, which is the direct "
+        'Upstream: bench/mock_upstream.py (aiohttp, zero latency, answers "Paris is the '
+        'capital of France."; it also answers `/v1/messages` itself, which is the direct '
         "baseline of the Anthropic route). Proxies forward to it as an OpenAI upstream.  ",
         f"Sequential: one Python keep-alive client, {n} requests per case after 30 warm-up, "
         "unique bodies; added = target minus direct on the same route.  ",
@@ -607,7 +615,7 @@ def render(
         "Notes: at 32 concurrent clients a request's latency is mostly queueing "
         "(Little's law: p50 ~ 32 / req/s), so the wrk p99 of cache hits measures throughput "
         "more than the hit path; the sequential p99 is the latency one request sees. "
-        "\"added\" at -c32 is wrk p50 minus the direct mock's wrk p50.  ",
+        '"added" at -c32 is wrk p50 minus the direct mock\'s wrk p50.  ',
         f"Upstream requests counted by the mock: `{json.dumps(mock_hits)}`.",
         "",
         "```",
