@@ -51,7 +51,7 @@ def main() -> int:
     new = f"{head}{BEGIN}\n{render()}\n{END}{tail}"
     if "--check" in sys.argv:
         if new != text:
-            print("README.md role tables are out of date: run scripts/role_docs.py", file=sys.stderr)
+            print("README.md role tables are stale: run scripts/role_docs.py", file=sys.stderr)
             return 1
         return 0
     readme.write_text(new)
