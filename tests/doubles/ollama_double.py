@@ -26,6 +26,8 @@ endpoints answer that error), ``fail_after_tokens`` (stream an ``{"error"}`` lin
 ``pull_fail`` (``no_space`` | ``network`` | ``dns``), ``pull_step_delay``, ``pullable`` (names
 the fake registry has; null = any), ``vram_bytes`` (``size_vram`` in /api/ps; null = all in VRAM),
 ``context_length`` (default num_ctx), ``model_context_length`` (native context in /api/show),
+``tool_calls_as_text`` (a tool call comes back as ``{"name": ..., "arguments": ...}`` JSON in the
+message text, no ``tool_calls``: what models with a broken tool template do),
 ``models`` (list of names to install at once), ``version``.
 Introspection: ``GET /__double__/last_request`` (last generation request, with the options used,
 ``num_ctx`` and whether the prompt was truncated), ``GET /__double__/stats`` (request counts),
@@ -72,6 +74,7 @@ DEFAULT_KNOBS = {
     "vram_bytes": None,
     "context_length": int(os.environ.get("OLLAMA_CONTEXT_LENGTH") or 4096),
     "model_context_length": 32768,
+    "tool_calls_as_text": False,
     "version": VERSION,
 }
 
@@ -369,6 +372,9 @@ def plan(body, messages, tools, knobs, num_predict, stop):  # noqa: PLR0917
         sys.stderr.write('level=WARN source=runner.go msg="truncating input prompt" limit=%d '
                          'prompt=%d keep=4 new=%d\n' % (num_ctx, prompt_tokens, num_ctx))
     text, calls = respond(messages, tools, knobs)
+    if calls and knobs["tool_calls_as_text"]:  # a model whose template does not parse its calls
+        text = "\n".join(dumps({"name": n, "arguments": a}) for n, a in calls)
+        calls = []
     for s in stop or []:
         if s and s in text:
             text = text[: text.index(s)]

@@ -1,0 +1,73 @@
+"""GPU facts for the cascade tests, made by the gpu_facts parsers from recorded nvidia-smi
+outputs (tests/fixtures/nvidia-smi), in the shape of ``ansible_facts.vastllm_gpu``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from tests.support import FIXTURES, REPO
+
+sys.path.insert(0, str(REPO / "plugins" / "module_utils"))
+import vastllm_gpu as gpu
+
+SMI = FIXTURES / "nvidia-smi"
+GB = 10**9
+
+
+def _read(name: str) -> str:
+    return (SMI / name).read_text(encoding="utf-8")
+
+
+def facts_for(
+    gpus: list[Any], disk_free_bytes: int = 500 * GB, ram_available_bytes: int = 64 * GB
+) -> dict[str, Any]:
+    """The keys collect() returns that the cascade reads (mode, gpus, disk, RAM)."""
+    rows = [g.as_dict() for g in gpus]
+    return {
+        "mode": "gpu" if rows else "cpu",
+        "gpus": rows,
+        "gpu_count": len(rows),
+        "vram_total_mib": sum(r["memory_total_mib"] for r in rows) if rows else None,
+        "vram_free_mib": sum(r["memory_free_mib"] for r in rows) if rows else None,
+        "disk_free_bytes": disk_free_bytes,
+        "ram_available_bytes": ram_available_bytes,
+        "problem": None,
+    }
+
+
+def h100(**kw: int) -> dict[str, Any]:
+    rows = gpu.parse_query_csv(_read("query-gpu-csv_1x-h100-80gb-hbm3_driver-590.48.01.csv"))
+    return facts_for(gpu.gpus_from_query_rows(rows), **kw)
+
+
+def a5000(**kw: int) -> dict[str, Any]:
+    """The recorded A5000 (WSL2): 24564 MiB total, 24196 in use, 368 free."""
+    table = gpu.parse_table(_read("table_1x-rtx-a5000-wsl2_nvsmi-555.42.03_driver-555.85.txt"))
+    return facts_for(table.gpus, **kw)
+
+
+def two_4090(**kw: int) -> dict[str, Any]:
+    table = gpu.parse_table(_read("table_2x-rtx4090_driver-550.90.07_partial-no-processes.txt"))
+    return facts_for(table.gpus, **kw)
+
+
+def one_4090(**kw: int) -> dict[str, Any]:
+    """Idle RTX 4090 (-q -x): 24214 MiB free."""
+    return facts_for(gpu.parse_xml(_read("q-x_1x-rtx4090_driver-535.86.05.xml")).gpus, **kw)
+
+
+def rtx2080super(**kw: int) -> dict[str, Any]:
+    """8 GB card: 7582 MiB free (--query-gpu CSV)."""
+    rows = gpu.parse_query_csv(_read("query-gpu-csv_1x-rtx2080super_driver-610.57.04.csv"))
+    return facts_for(gpu.gpus_from_query_rows(rows), **kw)
+
+
+def no_gpu(**kw: int) -> dict[str, Any]:
+    """CPU mode: the driver says 'No devices were found'."""
+    failure = gpu.classify_failure(
+        _read("fail_no-devices-were-found_open-gpu-kernel-modules-862.txt")
+    )
+    facts = facts_for([], **kw)
+    facts.update(problem=failure.problem, problem_kind=failure.kind)
+    return facts

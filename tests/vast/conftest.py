@@ -1,0 +1,97 @@
+"""Fixtures for the vastai inventory tests: the Vast.ai API double, an ansible-inventory runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.doubles.vast_api_double import VastApiDouble, VastState
+from tests.support import REPO, free_port
+
+ANSIBLE_INVENTORY = REPO / ".venv" / "bin" / "ansible-inventory"
+LIST_PATH = "/api/v1/instances/"
+
+
+def plain(value: Any) -> Any:
+    """Drop ansible-core 2.19's {"__ansible_unsafe": ...} wrappers from --list output."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+@dataclass
+class Run:
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def inventory(self) -> dict[str, Any]:
+        assert self.rc == 0, self.stderr
+        return plain(json.loads(self.stdout))  # type: ignore[no-any-return]
+
+    def hosts(self, group: str) -> list[str]:
+        return list(self.inventory.get(group, {}).get("hosts", []))
+
+
+@dataclass
+class Env:
+    api: VastApiDouble
+    home: Path
+    tmp: Path
+
+    @property
+    def state(self) -> VastState:
+        return self.api.state
+
+    def list_requests(self) -> list[dict[str, Any]]:
+        with self.state.lock:
+            return [r for r in self.state.requests if r["path"] == LIST_PATH]
+
+    def write_key_file(self, key: str, legacy: bool = False) -> Path:
+        path = self.home / ".vast_api_key" if legacy else self.home / ".config/vastai/vast_api_key"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(key + "\n")
+        return path
+
+    def inventory(self, config: dict[str, Any], name: str = "test.vast.yml",
+                  env: dict[str, str] | None = None) -> Run:
+        """Write config (plugin and api_url added) and run ansible-inventory --list on it."""
+        path = self.tmp / name
+        path.write_text(yaml.safe_dump({"plugin": "vastai", "api_url": self.api.url, **config}))
+        run_env = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("ANSIBLE_", "VAST_")) and k != "XDG_CONFIG_HOME"}
+        run_env.update(
+            HOME=str(self.home),
+            ANSIBLE_INVENTORY_ENABLED="vastai,ansible.builtin.yaml",
+            ANSIBLE_INVENTORY_PLUGINS=str(REPO / "plugins" / "inventory"),
+            ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED="true",
+            ANSIBLE_LOCAL_TEMP=str(self.tmp / "ansible-tmp"),
+            NO_COLOR="1",
+        )
+        run_env.update(env or {})
+        proc = subprocess.run([str(ANSIBLE_INVENTORY), "-i", str(path), "--list"], cwd=REPO,
+                              env=run_env, capture_output=True, text=True, timeout=60, check=False)
+        return Run(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def vast(tmp_path: Path) -> Iterator[Env]:
+    if not ANSIBLE_INVENTORY.exists():
+        pytest.fail(f"{ANSIBLE_INVENTORY} is missing: install the dev extra into .venv")
+    home = tmp_path / "home"
+    home.mkdir()
+    with VastApiDouble(free_port()) as api:
+        yield Env(api, home, tmp_path)
