@@ -27,11 +27,12 @@ TUNNEL_PORT = 28082
 def recover(*extra: str) -> tuple[int, str, dict[str, int]]:
     """Run playbooks/recover.yml with Molecule's inventory; return rc, output, changed per host."""
     inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", NO_COLOR="1")
     result = subprocess.run(
         ["ansible-playbook", "-i", inventory, str(REPO / "playbooks/recover.yml"), *extra],
-        capture_output=True, text=True, cwd=REPO, check=False,
+        capture_output=True, text=True, cwd=REPO, check=False, env=env,
     )
-    out = result.stdout + result.stderr
+    out = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
     recap = re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", out, re.M)
     changed = {name: int(count) for name, count in recap}
     return result.returncode, out, changed
@@ -68,9 +69,10 @@ def wait_for(predicate, seconds: float, what: str) -> float:
 def test_user_file_is_put_in_workspace(host):
     host.run(f"echo 'my notes, not vastllm' > {USER_FILE}")
     assert host.file(USER_FILE).exists
+    assert set(states(host).values()) == {"RUNNING"}
 
 
-def test_recover_on_a_healthy_host_changes_nothing():
+def test_recover_on_a_healthy_host_changes_nothing(host):
     rc, out, changed = recover()
     assert rc == 0, out[-3000:]
     assert changed == {"vastllm-recovery": 0, "localhost": 0}, out[-3000:]
@@ -135,7 +137,7 @@ def _tunnel_answers() -> bool:
         return False
 
 
-def test_tunnel_reconnects_after_its_ssh_is_killed():
+def test_tunnel_reconnects_after_its_ssh_is_killed(host):
     assert _tunnel_answers()
     subprocess.run(["pkill", "-9", "-f", f"^/usr/bin/ssh .*127.0.0.1:{TUNNEL_PORT}:"], check=False)
     took = wait_for(_tunnel_answers, 40, "the tunnel answering again")
