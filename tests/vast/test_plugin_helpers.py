@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from types import ModuleType
 
 import pytest
@@ -11,16 +12,24 @@ from tests.support import REPO
 
 
 def _load_plugin() -> ModuleType:
+    # Importing ansible replaces sys.intern with a patch object; torch, imported later by other
+    # suites in the same pytest process, refuses to start with it. These helpers do not need it.
+    intern = sys.intern
     spec = importlib.util.spec_from_file_location(
         "vastai_inventory_plugin", REPO / "plugins" / "inventory" / "vastai.py")
     assert spec
     assert spec.loader
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.intern = intern
     return module
 
 
-vastai = _load_plugin()
+@pytest.fixture(scope="module")
+def vastai() -> ModuleType:
+    return _load_plugin()
 
 
 @pytest.mark.parametrize(
@@ -49,11 +58,13 @@ vastai = _load_plugin()
         ({"actual_status": None, "ssh_host": None, "ssh_port": None}, "auto", (None, None, None)),
     ],
 )
-def test_ssh_endpoint(inst: dict[str, object], mode: str, expected: tuple[object, ...]) -> None:
+def test_ssh_endpoint(
+    vastai: ModuleType, inst: dict[str, object], mode: str, expected: tuple[object, ...]
+) -> None:
     assert vastai.ssh_endpoint(inst, mode) == expected
 
 
-def test_host_names() -> None:
+def test_host_names(vastai: ModuleType) -> None:
     instances = [
         {"id": 1, "label": "box"}, {"id": 2, "label": " box "}, {"id": 3, "label": None},
         {"id": 4, "label": "   "}, {"id": 5, "label": "a b/c"}, {"id": 6, "label": "solo"},
@@ -74,5 +85,5 @@ def test_host_names() -> None:
         (502, b"", "HTTP 502"),
     ],
 )
-def test_error_detail(status: int, body: bytes, expected: str) -> None:
+def test_error_detail(vastai: ModuleType, status: int, body: bytes, expected: str) -> None:
     assert vastai._error_detail(status, body) == expected
