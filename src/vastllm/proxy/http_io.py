@@ -10,8 +10,8 @@ import orjson
 from aiohttp import web
 
 from vastllm.proxy import errors
-from vastllm.proxy.chat import Event
-from vastllm.proxy.service import Execution
+from vastllm.proxy.chat import ChatRequest, Event
+from vastllm.proxy.service import ChatService, Execution
 
 JSON = "application/json"
 
@@ -82,3 +82,17 @@ async def stream(
         except ConnectionError:
             pass  # the client went away; closing `events` releases the upstream call
         return resp
+
+
+async def execute(
+    service: ChatService, request: web.Request, req: ChatRequest
+) -> tuple[Execution, dict[str, str]]:
+    """Run a parsed chat request with the client's cache directives; also return the cache
+    headers every chat route answers with."""
+    service.prepare(req)
+    no_cache, no_store = cache_directives(request.headers)
+    ex = await service.execute(req, no_cache=no_cache, no_store=no_store)
+    headers = {"x-vastllm-cache": ex.status}
+    if ex.coalesced:
+        headers["x-vastllm-coalesced"] = "1"
+    return ex, headers

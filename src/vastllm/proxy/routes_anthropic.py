@@ -14,12 +14,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     st = state_of(request)
     body = await http_io.read_json(request, st.settings.max_body_bytes)
     req = anthropic_request.parse(body)
-    st.service.prepare(req)
-    no_cache, no_store = http_io.cache_directives(request.headers)
-    ex = await st.service.execute(req, no_cache=no_cache, no_store=no_store)
-    headers = {"x-vastllm-cache": ex.status}
-    if ex.coalesced:
-        headers["x-vastllm-coalesced"] = "1"
+    ex, headers = await http_io.execute(st.service, request, req)
     if req.stream:
         encoder = anthropic_response.StreamEncoder(req.model, req.prompt_tokens)
         return await http_io.stream(request, ex, encoder, headers)

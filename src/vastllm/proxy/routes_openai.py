@@ -22,12 +22,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     st = state_of(request)
     body = await http_io.read_json(request, st.settings.max_body_bytes)
     req = openai_api.parse(body)
-    st.service.prepare(req)
-    no_cache, no_store = http_io.cache_directives(request.headers)
-    ex = await st.service.execute(req, no_cache=no_cache, no_store=no_store)
-    headers = {"x-vastllm-cache": ex.status}
-    if ex.coalesced:
-        headers["x-vastllm-coalesced"] = "1"
+    ex, headers = await http_io.execute(st.service, request, req)
     model = req.model or (req.target.name if req.target else "")
     if req.stream:
         encoder = openai_api.StreamEncoder(model, openai_api.include_usage(body))
@@ -72,9 +67,7 @@ async def seed_chat(request: web.Request) -> web.Response:
         k: body[k] for k in ("messages", "max_tokens", "temperature", "model") if k in body
     }
     req = openai_api.parse(allowed)
-    st.service.prepare(req)
-    no_cache, no_store = http_io.cache_directives(request.headers)
-    ex = await st.service.execute(req, no_cache=no_cache, no_store=no_store)
+    ex, _ = await http_io.execute(st.service, request, req)
     result = await ex.final()
     model = req.target.name if req.target else req.model
     return http_io.json_response(
@@ -97,9 +90,7 @@ async def seed_generate(request: web.Request) -> web.Response:
         temperature=v.opt_number(body, "temperature", 0.0, 2.0),
         stop=v.stop_list(body.get("stop"), "stop"),
     )
-    st.service.prepare(req)
-    no_cache, no_store = http_io.cache_directives(request.headers)
-    ex = await st.service.execute(req, no_cache=no_cache, no_store=no_store)
+    ex, _ = await http_io.execute(st.service, request, req)
     result = await ex.final()
     out: dict[str, Any] = {
         "text": result.text,

@@ -153,3 +153,22 @@ class UpstreamClient(ABC):
         except asyncio.CancelledError:
             resp.close()
             raise
+
+    def _decode(self, raw: bytes) -> dict[str, Any]:
+        """One JSON object of an upstream answer; invalid JSON or an error object fails over."""
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise Failover(
+                errors.UpstreamFailed(f"upstream {self.name} sent invalid JSON"), unreachable=False
+            ) from e
+        if not isinstance(obj, dict):
+            raise Failover(
+                errors.UpstreamFailed(f"upstream {self.name} sent an unexpected answer"),
+                unreachable=False,
+            )
+        if "error" in obj:
+            err = obj["error"]
+            msg = err.get("message") if isinstance(err, dict) else err
+            raise Failover(errors.UpstreamFailed(f"upstream {self.name}: {msg}"), unreachable=False)
+        return obj

@@ -152,21 +152,3 @@ class OllamaClient(UpstreamClient):
             errors.UpstreamFailed(f"upstream {self.name} ended its stream without 'done'"),
             unreachable=False,
         )
-
-    def _decode(self, raw: bytes) -> dict[str, Any]:
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError as e:
-            raise Failover(
-                errors.UpstreamFailed(f"upstream {self.name} sent invalid JSON"), unreachable=False
-            ) from e
-        if not isinstance(obj, dict):
-            raise Failover(
-                errors.UpstreamFailed(f"upstream {self.name} sent an unexpected answer"),
-                unreachable=False,
-            )
-        if "error" in obj:
-            raise Failover(
-                errors.UpstreamFailed(f"upstream {self.name}: {obj['error']}"), unreachable=False
-            )
-        return obj

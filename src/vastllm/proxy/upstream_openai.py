@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
-
 from vastllm.proxy import errors
 from vastllm.proxy.chat import (
     ChatRequest,
@@ -148,21 +146,3 @@ class OpenAIClient(UpstreamClient):
             call_id, name, args = pending[i]
             yield ToolCall(call_id or f"call_{i}", name, args or "{}")
         yield Finish(reason, *tokens)
-
-    def _decode(self, raw: bytes) -> dict[str, Any]:
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError as e:
-            raise Failover(
-                errors.UpstreamFailed(f"upstream {self.name} sent invalid JSON"), unreachable=False
-            ) from e
-        if not isinstance(obj, dict):
-            raise Failover(
-                errors.UpstreamFailed(f"upstream {self.name} sent an unexpected answer"),
-                unreachable=False,
-            )
-        if "error" in obj:
-            err = obj["error"]
-            msg = err.get("message") if isinstance(err, dict) else err
-            raise Failover(errors.UpstreamFailed(f"upstream {self.name}: {msg}"), unreachable=False)
-        return obj
