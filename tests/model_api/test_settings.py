@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from vastllm.model_api.settings import ConfigFileError, ModelApiSettings
+from vastllm.config_file import ConfigFileError
+from vastllm.model_api.settings import ModelApiSettings
 
 
 @pytest.fixture(autouse=True)

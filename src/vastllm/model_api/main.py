@@ -17,8 +17,9 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 
+from vastllm.config_file import ConfigFileError
 from vastllm.model_api.app import create_app
-from vastllm.model_api.settings import CONFIG_ENV, ConfigFileError, ModelApiSettings
+from vastllm.model_api.settings import CONFIG_ENV, ModelApiSettings
 
 EXIT_USAGE = 2
 log = logging.getLogger("vastllm.model_api")

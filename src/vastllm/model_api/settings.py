@@ -6,67 +6,23 @@ Precedence, highest first: keyword arguments, environment variables, the file na
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import Field, field_validator
-from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
+from vastllm.config_file import ConfigFileSource
+
 ENV_PREFIX = "VASTLLM_MODEL_API_"
 CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
 
 Dtype = Literal["auto", "float16", "bfloat16", "float32"]
 Device = Literal["auto", "cpu", "cuda"]
-
-
-class ConfigFileError(ValueError):
-    """The config file named by VASTLLM_MODEL_API_CONFIG cannot be read or parsed."""
-
-
-def read_config_file(path: Path) -> dict[str, Any]:
-    """Parse a JSON or YAML mapping; raise ConfigFileError with the path on any problem."""
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigFileError(f"cannot read config file {path}: {e.strerror}") from e
-    data: object
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except ValueError as e:
-            raise ConfigFileError(f"cannot parse config file {path}: {e}") from e
-    else:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ConfigFileError(f"cannot parse config file {path}: {e}") from e
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigFileError(f"config file {path} must hold a mapping, got {type(data).__name__}")
-    return data
-
-
-class ConfigFileSource(PydanticBaseSettingsSource):
-    """Settings source reading the file named by VASTLLM_MODEL_API_CONFIG, when set."""
-
-    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
-        super().__init__(settings_cls)
-        self._data = read_config_file(path) if path is not None else {}
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
 
 
 class ModelApiSettings(BaseSettings):
@@ -141,6 +97,4 @@ class ModelApiSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        raw = os.environ.get(CONFIG_ENV)
-        path = Path(raw) if raw else None
-        return (init_settings, env_settings, ConfigFileSource(settings_cls, path))
+        return (init_settings, env_settings, ConfigFileSource(settings_cls, CONFIG_ENV))

@@ -9,8 +9,9 @@ import sys
 from aiohttp import web
 from pydantic import ValidationError
 
+from vastllm.config_file import ConfigFileError
 from vastllm.proxy.app import build_app
-from vastllm.proxy.settings import ConfigFileError, ProxySettings
+from vastllm.proxy.settings import ProxySettings
 
 log = logging.getLogger("vastllm.proxy")
 

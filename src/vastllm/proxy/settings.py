@@ -9,18 +9,18 @@ Complex fields in the environment are JSON (``VASTLLM_PROXY_UPSTREAMS='[{"name":
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from vastllm.config_file import ConfigFileSource
 
 ENV_PREFIX = "VASTLLM_PROXY_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -41,48 +41,6 @@ class UpstreamSettings(BaseModel):
     @classmethod
     def _strip_slash(cls, v: str) -> str:
         return v.rstrip("/")
-
-
-class ConfigFileError(ValueError):
-    """The config file named by VASTLLM_PROXY_CONFIG cannot be read."""
-
-
-def read_config_file(path: Path) -> dict[str, Any]:
-    """Parse a JSON or YAML config file into a mapping."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigFileError(f"cannot read config file {path}: {e.strerror}") from e
-    if path.suffix.lower() == ".json":
-        data: object = json.loads(text)
-    else:
-        try:
-            import yaml  # noqa: PLC0415 - optional dependency, only for YAML files
-        except ImportError as e:
-            raise ConfigFileError(
-                f"config file {path} is YAML but PyYAML is not installed; use JSON or install it"
-            ) from e
-        data = yaml.safe_load(text)
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigFileError(f"config file {path} must hold a mapping, not {type(data).__name__}")
-    return data
-
-
-class _ConfigFileSource(PydanticBaseSettingsSource):
-    """Settings source reading the file named by VASTLLM_PROXY_CONFIG."""
-
-    def __init__(self, settings_cls: type[BaseSettings]) -> None:
-        super().__init__(settings_cls)
-        path = os.environ.get(CONFIG_ENV, "").strip()
-        self._data = read_config_file(Path(path)) if path else {}
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
 
 
 def _default_upstreams() -> list[UpstreamSettings]:
@@ -147,4 +105,4 @@ class ProxySettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _ConfigFileSource(settings_cls))
+        return (init_settings, env_settings, ConfigFileSource(settings_cls, CONFIG_ENV))
