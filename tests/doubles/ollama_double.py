@@ -23,7 +23,8 @@ Knobs (``OLLAMA_DOUBLE_CONFIG`` = JSON at start, or ``POST /__double__/config`` 
 ``reply_template``, ``token_delay`` (s per streamed token), ``first_token_delay``, ``hang``
 (generation endpoints never answer while true), ``fail_status`` + ``fail_message`` (generation
 endpoints answer that error), ``fail_after_tokens`` (stream an ``{"error"}`` line after N tokens),
-``pull_fail`` (``no_space`` | ``network`` | ``dns``), ``pull_step_delay``, ``pullable`` (names
+``pull_fail`` (``no_space`` | ``network`` | ``dns``), ``pull_fail_only`` (names whose pulls fail;
+null = every pull), ``pull_step_delay``, ``pullable`` (names
 the fake registry has; null = any), ``vram_bytes`` (``size_vram`` in /api/ps; null = all in VRAM),
 ``context_length`` (default num_ctx), ``model_context_length`` (native context in /api/show),
 ``tool_calls_as_text`` (a tool call comes back as ``{"name": ..., "arguments": ...}`` JSON in the
@@ -69,6 +70,7 @@ DEFAULT_KNOBS = {
     "fail_message": "the model failed to generate a response",
     "fail_after_tokens": -1,
     "pull_fail": "",
+    "pull_fail_only": None,
     "pull_step_delay": 0.0,
     "pullable": None,
     "vram_bytes": None,
@@ -721,9 +723,14 @@ class Handler(BaseHTTPRequestHandler):
         """Emit pull progress; return an error message or None."""
         st = self.state
         knobs = st.knobs
+        st.count("pull " + display_name(name))
         emit({"status": "pulling manifest"})
         host, ns, model, tag = parse_name(name)
-        if knobs["pull_fail"] == "dns":
+        only = knobs.get("pull_fail_only")
+        fail = knobs["pull_fail"]
+        if only is not None and display_name(name) not in [display_name(n) for n in only]:
+            fail = ""
+        if fail == "dns":
             return ('pull model manifest: Get "https://%s/v2/%s/%s/manifests/%s": dial tcp: '
                     "lookup %s: no such host" % (host, ns, model, tag, host))
         pullable = knobs["pullable"]
@@ -743,10 +750,10 @@ class Handler(BaseHTTPRequestHandler):
             emit({"status": status, "digest": digest, "total": size})
             for step in (1, 2, 3, 4):
                 done = size * step // 4
-                if kind == "model" and step == 4 and knobs["pull_fail"] == "no_space":
+                if kind == "model" and step == 4 and fail == "no_space":
                     return ("write %s/blobs/sha256-%s-partial: no space left on device"
                             % (st.store.root, digest[7:]))
-                if kind == "model" and step == 2 and knobs["pull_fail"] == "network":
+                if kind == "model" and step == 2 and fail == "network":
                     return "max retries exceeded: EOF"
                 emit({"status": status, "digest": digest, "total": size, "completed": done})
         emit({"status": "verifying sha256 digest"})

@@ -149,6 +149,33 @@ def test_tunnel_reconnects_after_its_ssh_is_killed(host):
     assert_quiet()
 
 
+def _tunnel_ssh_pids() -> set[str]:
+    found = subprocess.run(
+        ["pgrep", "-f", f"^/usr/bin/ssh .*127.0.0.1:{TUNNEL_PORT}:"],
+        capture_output=True, text=True, check=False,
+    )
+    return set(found.stdout.split())
+
+
+def test_tunnel_reconnects_after_the_hosts_sshd_restarts(host):
+    assert _tunnel_answers()
+    before = _tunnel_ssh_pids()
+    assert before, "no ssh process of the tunnel"
+    # sshd is the host's PID 1 (as on Vast.ai): SIGHUP makes it re-exec itself (a restart), and
+    # every session it served is dropped, the tunnel's too; detached, as this command's own
+    # session goes with them
+    host.run(
+        "nohup sh -c 'sleep 1; kill -HUP 1; sleep 1; pkill -f \"^sshd: root\"' "
+        ">/dev/null 2>&1 &"
+    )
+    time.sleep(3)
+    took = wait_for(_tunnel_answers, 40, "the tunnel answering again after the sshd restart")
+    print(f"tunnel answered again {took + 3:.1f} s after the host's sshd restarted")
+    # the old connection was really dropped: autossh runs a new ssh
+    assert _tunnel_ssh_pids().isdisjoint(before)
+    assert_quiet()
+
+
 def test_disk_nearly_full_is_reported_clearly_and_nothing_is_deleted(host):
     free_mib = int(host.run("df -m --output=avail /workspace | tail -1").stdout.strip())
     host.run(f"fallocate -l {max(free_mib - 100, 1)}M /workspace/filler.bin")
