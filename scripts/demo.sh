@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # make demo / make demo-down: a local container stands in for the rented GPU host (sshd as PID 1,
 # no systemd, like a Vast.ai SSH instance); site.yml provisions it over real SSH with a real small
-# CPU model fetched from a local S3 endpoint, and the answer comes back through an SSH tunnel.
+# CPU model fetched from a local S3 endpoint, and the answer comes back through an SSH tunnel,
+# asked with `vastllm chat`.
+# Overridable: VASTLLM_STATE (state and SSH key), VASTLLM_DEMO_NAME (container and host name),
+# VASTLLM_DEMO_SSH_PORT, VASTLLM_DEMO_S3_PORT, VASTLLM_DEMO_PROXY_PORT (local end of the tunnel).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state=${VASTLLM_STATE:-$HOME/.cache/vastllm}/demo
 name=${VASTLLM_DEMO_NAME:-vastllm-demo}
 ssh_port=${VASTLLM_DEMO_SSH_PORT:-2222}
 s3_port=${VASTLLM_DEMO_S3_PORT:-45901}
-proxy_port=8082  # the tunnel role forwards the host's proxy here
+proxy_port=${VASTLLM_DEMO_PROXY_PORT:-8082}  # the tunnel forwards the host's proxy here
+# the tunnel role's forward, with the local port above (the host's proxy listens on 8082)
+tunnel_vars="{\"tunnel_forwards\": [{\"name\": \"proxy\", \"remote_port\": 8082, \"local_port\": $proxy_port}]}"
 inventory=$state/hosts.yml
 key=${VASTLLM_STATE:-$HOME/.cache/vastllm}/testhost_ed25519
 log() { printf '\n==> %s\n' "$*"; }
@@ -36,26 +41,34 @@ PY
         export VASTLLM_EXTRA_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
     fi
     log "Running site.yml against it (GPU host roles, then the autossh tunnel on this machine)"
-    ansible-playbook -i "$inventory" site.yml
-    python - "$proxy_port" <<'PY'
-import sys, time, anthropic
-port = sys.argv[1]
-question = "What is the capital of France? Answer in one word."
-client = anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", api_key="demo", max_retries=10)
-t0 = time.monotonic()
-answer = client.messages.create(model="claude-opus-4-8", max_tokens=20,
-    messages=[{"role": "user", "content": question}], extra_body={"temperature": 0})
-print(f"\n    Q: {question}\n    A: {answer.content[0].text}   ({time.monotonic() - t0:.2f} s via the autossh tunnel)")
-PY
+    ansible-playbook -i "$inventory" -e "$tunnel_vars" site.yml
+    log "Asking the model through the tunnel and the proxy with vastllm chat"
+    wait_for_proxy
+    local question="What is the capital of France? Answer in one word."
+    printf '\n    Q: %s\n    A: ' "$question"
+    .venv/bin/vastllm chat "$question" --url "http://127.0.0.1:$proxy_port" \
+        --max-tokens 20 --temperature 0
     log "Done in $(( $(date +%s) - start )) s."
     echo "    Claude Code:  ANTHROPIC_BASE_URL=http://127.0.0.1:$proxy_port ANTHROPIC_AUTH_TOKEN=demo claude"
     echo "    Host shell:   ssh -i $key -p $ssh_port root@127.0.0.1"
     echo "    Remove it:    make demo-down"
 }
 
+# the proxy answers /health with 200 once its upstream (the model server) is healthy
+wait_for_proxy() {
+    local i
+    for i in $(seq 1 60); do
+        curl -fs -o /dev/null "http://127.0.0.1:$proxy_port/health" && return 0
+        sleep 1
+    done
+    echo "the proxy did not answer 200 on http://127.0.0.1:$proxy_port/health within 60 s" >&2
+    return 1
+}
+
 down() {
     if [ -f "$inventory" ]; then
-        ansible-playbook -i "$inventory" site.yml --tags tunnel -e tunnel_state=absent >/dev/null || true
+        ansible-playbook -i "$inventory" -e "$tunnel_vars" site.yml --tags tunnel \
+            -e tunnel_state=absent >/dev/null || true
     fi
     python scripts/local_s3.py stop --state "$state/s3" || true
     scripts/testhost down "$name"

@@ -1,0 +1,5 @@
+"""``python -m vastllm.cli``: the same as the ``vastllm`` command."""
+
+from vastllm.cli.main import app
+
+app(prog_name="vastllm")

@@ -1,0 +1,66 @@
+"""Which playbook each command runs, with which tags and variables: the CLI's whole interface
+to the playbooks, in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vastllm.cli.runner import PlaybookRun
+
+SITE = "site.yml"
+RECOVER = "playbooks/recover.yml"
+STATUS = "playbooks/status.yml"
+PROVISION = "playbooks/provision.yml"
+DESTROY = "playbooks/destroy.yml"
+GPU_GROUP = "gpu_hosts"
+WORKSTATION_GROUP = "workstation"
+STATUS_VAR = "vastllm_status"
+
+
+def up() -> PlaybookRun:
+    return PlaybookRun(SITE)
+
+
+def recover(check: bool, serial: int | None) -> PlaybookRun:
+    extravars = {} if serial is None else {"vastllm_recover_serial": serial}
+    return PlaybookRun(RECOVER, extravars=extravars, check=check)
+
+
+def tunnel(down: bool) -> PlaybookRun:
+    return PlaybookRun(SITE, tags="tunnel", extravars={"tunnel_state": "absent"} if down else {})
+
+
+def destroy(labels: list[str], confirm: bool) -> PlaybookRun:
+    return PlaybookRun(
+        DESTROY, extravars={"vast_destroy_labels": list(labels), "vast_destroy_confirm": confirm}
+    )
+
+
+def provision(
+    *,
+    label: str,
+    gpu: str | None,
+    min_vram_gib: int | None,
+    min_disk_gib: int | None,
+    max_dph: float | None,
+    handover: bool,
+) -> PlaybookRun:
+    extravars: dict[str, Any] = {"vast_label": label, "vastllm_provision_handover": handover}
+    for name, value in (
+        ("vast_gpu_name", gpu),
+        ("vast_min_vram_gib", min_vram_gib),
+        ("vast_min_disk_gib", min_disk_gib),
+        ("vast_max_dph", max_dph),
+    ):
+        if value is not None:
+            extravars[name] = value
+    return PlaybookRun(PROVISION, extravars=extravars)
+
+
+def status(limit: str | None) -> PlaybookRun:
+    # the tunnel checks run on the workstation: keep it in the run when --limit names GPU hosts
+    return PlaybookRun(
+        STATUS,
+        collect=(STATUS_VAR,),
+        limit=f"{limit}:{WORKSTATION_GROUP}" if limit else None,
+    )
