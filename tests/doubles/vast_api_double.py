@@ -28,9 +28,12 @@ one abandoned ``created`` and one with ``actual_status: null``.
 Knobs (``POST /__double__/config`` JSON, or attributes of ``VastApiDouble.state``):
 ``api_key``, ``fail_next`` (list of ``[status, body, content_type]`` answered, in order, by the
 next /api requests instead of the real answer; e.g. ``[[429, "API requests too frequent",
-"text/plain"]]``, no Retry-After), ``boot_polls``.
+"text/plain"]]``, no Retry-After), ``boot_polls``, ``new_instance_ssh`` (``{"host": ..., "port":
+...}``: a created instance boots with that ``public_ipaddr`` and ``22/tcp`` host port, e.g. a
+real sshd on loopback; default: the 203.0.113.x documentation addresses).
 Introspection: ``GET /__double__/stats`` (every /api request: method, path, query, whether the
-key was right; never the key), ``POST /__double__/reset`` (clear the request log).
+key was right, the JSON body of PUT/POST requests; never the key), ``POST /__double__/reset``
+(clear the request log).
 
 Run standalone: ``python tests/doubles/vast_api_double.py --port 8123 --api-key KEY``.
 """
@@ -195,6 +198,7 @@ class VastState:
         self.offers = {o["id"]: o for o in (default_offers() if offers is None else offers)}
         self.fail_next: list[list[Any]] = []
         self.boot_polls = 0
+        self.new_instance_ssh: dict[str, Any] | None = None
         self.polls: dict[int, int] = {}
         self.requests: list[dict[str, Any]] = []
 
@@ -206,6 +210,7 @@ class VastState:
 class Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    _cached_body: bytes | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -220,11 +225,28 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self._raw_body()
         return json.loads(raw) if raw.strip() else {}
 
+    def _raw_body(self) -> bytes:
+        """The request body, read once (the request log and the handler both look at it)."""
+        cached = self._cached_body
+        if cached is None:
+            length = int(self.headers.get("Content-Length") or 0)
+            cached = self.rfile.read(length) if length else b""
+            self._cached_body = cached
+        return cached
+
+    def _logged_body(self, method: str) -> Any:
+        if method not in ("PUT", "POST"):
+            return None
+        try:
+            return self._body()
+        except ValueError:
+            return self._raw_body().decode("utf-8", "replace")
+
     def _dispatch(self, method: str) -> None:
+        self._cached_body = None  # one handler serves every request of a connection
         state = self.server.state
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
@@ -234,10 +256,11 @@ class Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization", "")
         given = auth[7:].strip() if auth.startswith("Bearer ") else query.get("api_key")
         ok = given == state.api_key
+        body = self._logged_body(method)
         with state.lock:
             shown = {k: v for k, v in query.items() if k != "api_key"}
             state.requests.append({"method": method, "path": url.path, "query": shown,
-                                   "key_ok": ok})
+                                   "key_ok": ok, "body": body})
             injected = state.fail_next.pop(0) if state.fail_next else None
         if injected:
             status, body, ctype = [*injected, "text/plain"][:3]
@@ -319,7 +342,8 @@ class Handler(BaseHTTPRequestHandler):
                 state.polls[instance_id] -= 1
                 if state.polls[instance_id] < 0:
                     del state.polls[instance_id]
-                    state.instances[instance_id] = _booted(state.instances[instance_id])
+                    state.instances[instance_id] = _booted(state.instances[instance_id],
+                                                           state.new_instance_ssh)
                     row = copy.deepcopy(state.instances[instance_id])
         self._send(200, {"instances": row})
 
@@ -358,7 +382,7 @@ class Handler(BaseHTTPRequestHandler):
             state.polls[row["id"]] = state.boot_polls
             if state.boot_polls == 0:
                 del state.polls[row["id"]]
-                state.instances[row["id"]] = _booted(row)
+                state.instances[row["id"]] = _booted(row, state.new_instance_ssh)
             answer = dict(_load("create_instance_cli_output_docs_cli-hello-world.json"))
             answer["new_contract"] = row["id"]
         self._send(200, answer)
@@ -400,7 +424,7 @@ class Handler(BaseHTTPRequestHandler):
         elif method == "POST" and path == "/__double__/config":
             knobs = self._body()
             with state.lock:
-                for name in ("api_key", "fail_next", "boot_polls"):
+                for name in ("api_key", "fail_next", "boot_polls", "new_instance_ssh"):
                     if name in knobs:
                         setattr(state, name, knobs[name])
             self._send(200, {"ok": True})
@@ -408,12 +432,14 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, {"error": "unknown control endpoint"})
 
 
-def _booted(row: dict[str, Any]) -> dict[str, Any]:
+def _booted(row: dict[str, Any], ssh: dict[str, Any] | None = None) -> dict[str, Any]:
     n = row["id"] - FIRST_ID
     row = dict(row)
     row.update(actual_status="running", cur_state="running", next_state="running",
                intended_status="running", public_ipaddr=f"203.0.113.{n % 250 + 1}",
                ports={"22/tcp": _mapping(30000 + n % 1000)})
+    if ssh:  # knob new_instance_ssh: same fields, an address the test can reach
+        row.update(public_ipaddr=str(ssh["host"]), ports={"22/tcp": _mapping(int(ssh["port"]))})
     return row
 
 
