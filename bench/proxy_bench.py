@@ -143,10 +143,13 @@ def python_env() -> dict[str, str]:
     return env
 
 
-def start_proxy(svc: Services, name: str, port: int, mock_port: int, redis_url: str) -> None:
+def start_proxy(
+    svc: Services, name: str, port: int, mock_port: int, redis_url: str, *, workers: int = 1
+) -> None:
     config = {
         "host": "127.0.0.1",
         "port": port,
+        "workers": workers,
         "upstreams": [
             {"name": "mock", "kind": "openai", "base_url": f"http://127.0.0.1:{mock_port}"}
         ],
@@ -295,10 +298,10 @@ RESULT_RE = re.compile(
 )
 
 
-def wrk(port: int, route: str, duration: int, *, same: bool) -> WrkResult:
+def wrk(port: int, route: str, duration: int, *, same: bool, clients: int = 32) -> WrkResult:
     env = dict(os.environ, API=route, SAME="1" if same else "0", MODEL=MODEL)
     argv = [
-        "wrk", "-t1", "-c32", f"-d{duration}s", "--latency", "-s", str(WRK_SCRIPT),
+        "wrk", "-t1", f"-c{clients}", f"-d{duration}s", "--latency", "-s", str(WRK_SCRIPT),
         f"http://127.0.0.1:{port}",
     ]  # fmt: skip
     out = subprocess.run(
@@ -403,6 +406,7 @@ def main() -> int:
     ap.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
     ap.add_argument("--litellm-spec", default=LITELLM_SPEC, help="pip requirement for LiteLLM")
     ap.add_argument("--no-append", action="store_true", help="print only")
+    ap.add_argument("--workers", type=int, default=1, help="worker processes of each vastllm proxy")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is missing: apt-get install -y wrk", file=sys.stderr)
@@ -439,10 +443,10 @@ def main() -> int:
              "--save", "", "--appendonly", "no", "--dir", str(workdir)],
         )  # fmt: skip
         wait_http(f"http://127.0.0.1:{ports['mock']}/v1/models")
-        start_proxy(svc, "proxy", ports["proxy"], ports["mock"], "")
+        start_proxy(svc, "proxy", ports["proxy"], ports["mock"], "", workers=args.workers)
         start_proxy(
             svc, "proxy_cache", ports["proxy_cache"], ports["mock"],
-            f"redis://127.0.0.1:{ports['redis']}/0",
+            f"redis://127.0.0.1:{ports['redis']}/0", workers=args.workers,
         )  # fmt: skip
         if litellm_cli is not None:
             start_litellm(svc, litellm_cli, ports["litellm"], ports["mock"])
@@ -504,6 +508,7 @@ def main() -> int:
         hit_seq=hit_seq,
         hit_load=hit_load,
         upstream=upstream,
+        workers=args.workers,
     )
     print(report)
     if not args.no_append:
@@ -528,12 +533,14 @@ def render(
     hit_seq: dict[str, Dist],
     hit_load: dict[str, WrkResult],
     upstream: dict[tuple[str, str], str],
+    workers: int = 1,
 ) -> str:
+    procs = f", {workers} workers" if workers > 1 else ""
     has_litellm = any(name == "litellm" for name, _ in seq)
     names = ["direct", "vastllm", *(["litellm"] if has_litellm else [])]
     label = {
         "direct": "mock direct",
-        "vastllm": "vastllm proxy (cache off)",
+        "vastllm": f"vastllm proxy (cache off{procs})",
         "litellm": f"LiteLLM {litellm_ver} proxy (1 worker, `hosted_vllm/`)",
     }
     out: list[str] = [
@@ -574,7 +581,7 @@ def render(
             )
         h, hw = hit_seq[route], hit_load[route]
         out += [
-            f"| vastllm proxy, cache hit (Redis) | {h.p50:.2f} | {h.p99:.2f} "
+            f"| vastllm proxy{procs}, cache hit (Redis) | {h.p50:.2f} | {h.p99:.2f} "
             f"| {h.p50 - d.p50:+.2f} | {h.p99 - d.p99:+.2f} | {hw.rps:,.0f} | {hw.p50:.2f} "
             f"| {hw.p99:.2f} | {hw.wrong + hw.errors} | {upstream[('hit', route)]} |",
             "",

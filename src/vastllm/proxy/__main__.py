@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from vastllm.config_file import ConfigFileError
 from vastllm.proxy.app import build_app
 from vastllm.proxy.settings import ProxySettings
+from vastllm.proxy.workers import Supervisor, worker_role
 
 log = logging.getLogger("vastllm.proxy")
 
@@ -26,21 +27,26 @@ def main() -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    upstreams = ", ".join(f"{u.name}={u.kind}:{u.base_url}" for u in settings.upstreams)
-    print(
-        f"vastllm-proxy listening on http://{settings.host}:{settings.port} "
-        f"(upstreams: {upstreams}; cache: {settings.cache_mode}; "
-        f"api keys: {'on' if settings.api_keys else 'off'})",
-        file=sys.stderr,
-        flush=True,
-    )
+    role = worker_role(settings)
+    if role is None:
+        upstreams = ", ".join(f"{u.name}={u.kind}:{u.base_url}" for u in settings.upstreams)
+        print(
+            f"vastllm-proxy listening on http://{settings.host}:{settings.port} "
+            f"(upstreams: {upstreams}; cache: {settings.cache_mode}; "
+            f"api keys: {'on' if settings.api_keys else 'off'}; workers: {settings.workers})",
+            file=sys.stderr,
+            flush=True,
+        )
+        if settings.workers > 1:
+            return Supervisor(settings).run()
     web.run_app(
-        build_app(settings),
+        build_app(settings, role),
         host=settings.host,
         port=settings.port,
         access_log=None,
         print=None,
         shutdown_timeout=5.0,
+        reuse_port=role is not None,
     )
     return 0
 

@@ -14,10 +14,13 @@ from vastllm.proxy.auth import ApiKeys
 from vastllm.proxy.cache import ResponseCache
 from vastllm.proxy.metrics import Metrics
 from vastllm.proxy.models import ModelCatalog
+from vastllm.proxy.residency import ResidencyProbe
 from vastllm.proxy.router import Router
 from vastllm.proxy.service import ChatService
 from vastllm.proxy.settings import ProxySettings
 from vastllm.proxy.state import STATE, ProxyState
+from vastllm.proxy.worker_metrics import WorkerMetrics
+from vastllm.proxy.workers import WorkerRole
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         else None
     )
     catalog = ModelCatalog(settings)
+    role = app.get(ROLE)
+    shared = None if role is None else WorkerMetrics(role, metrics, router)
     app[STATE] = ProxyState(
         settings=settings,
         catalog=catalog,
@@ -89,13 +94,20 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         metrics=metrics,
         service=ChatService(settings, catalog, router, cache, metrics),
         keys=ApiKeys(settings.api_keys),
+        residency=ResidencyProbe(settings.residency_cache_seconds),
+        worker=0 if role is None else role.index,
+        worker_metrics=shared,
     )
     router.start()
     if cache is not None:
         cache.start(settings.health_interval)
+    if shared is not None:
+        shared.start()
     try:
         yield
     finally:
+        if shared is not None:
+            await shared.stop()
         await router.stop()
         if cache is not None:
             await cache.close()
@@ -103,12 +115,15 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 SETTINGS = web.AppKey("vastllm_proxy_settings", ProxySettings)
+ROLE = web.AppKey("vastllm_proxy_worker_role", WorkerRole)
 
 
-def build_app(settings: ProxySettings) -> web.Application:
+def build_app(settings: ProxySettings, role: WorkerRole | None = None) -> web.Application:
     # aiohttp refuses bodies over client_max_size; one byte of slack lets read_json name the limit
     app = web.Application(client_max_size=settings.max_body_bytes + 1, middlewares=[_middleware])
     app[SETTINGS] = settings
+    if role is not None:
+        app[ROLE] = role
     routes_anthropic.add_routes(app)
     routes_openai.add_routes(app)
     routes_ops.add_routes(app)

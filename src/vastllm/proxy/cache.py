@@ -6,8 +6,10 @@ random per session, are renumbered), tools, tool_choice, sampling parameters, th
 ``max_tokens`` and stop sequences. ``metadata``, headers and the client's model alias are not part
 of it, so a Claude Code session and an OpenAI client asking the same thing share an entry.
 
-Redis being down never fails a request: calls fail fast, the cache is marked down and skipped
-until ``retry_seconds`` pass or a background ping succeeds.
+Redis is spoken to through :mod:`vastllm.proxy.resp` (one pipelined connection per process: a
+hit costs one write and one read there). Redis being down never fails a request: calls fail
+fast, the cache is marked down and skipped until ``retry_seconds`` pass or a background ping
+succeeds.
 """
 
 from __future__ import annotations
@@ -20,12 +22,9 @@ import time
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from vastllm.proxy.chat import ChatRequest
+from vastllm.proxy.resp import RedisClient, RedisError
 
 log = logging.getLogger(__name__)
 
@@ -66,28 +65,13 @@ def cache_key(req: ChatRequest) -> str:
 
 class ResponseCache:
     def __init__(
-        self,
-        url: str,
-        ttl: int,
-        max_entry_bytes: int,
-        retry_seconds: float = 2.0,
-        max_connections: int = 32,
+        self, url: str, ttl: int, max_entry_bytes: int, retry_seconds: float = 2.0
     ) -> None:
         self.ttl = ttl
         self.max_entry_bytes = max_entry_bytes
         self._retry_seconds = retry_seconds
-        # a blocking pool: past max_connections a request waits for a connection instead of
-        # failing (redis-py's default pool raises MaxConnectionsError at 100 concurrent calls)
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=2.0,
-            socket_connect_timeout=0.5,
-            socket_timeout=2.0,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
-        self._redis = aioredis.Redis(connection_pool=pool)
+        # one pipelined connection; fail fast (no retries) so a dead Redis costs a request little
+        self._redis = RedisClient(url, connect_timeout=0.5, timeout=2.0)
         self.up: bool | None = None  # None until the first call
         self._down_until = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -109,8 +93,9 @@ class ResponseCache:
         except (RedisError, OSError) as e:
             self._failed("GET", e)
             return None
-        self._mark_up()
-        return value if isinstance(value, bytes) else None
+        if self.up is not True:
+            self._mark_up()
+        return value
 
     async def put(self, key: str, value: bytes) -> bool:
         if len(value) > self.max_entry_bytes or not self._usable():

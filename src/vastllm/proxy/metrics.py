@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
+from typing import Any
 
 BUCKETS = (
     0.005,
@@ -28,6 +29,7 @@ BUCKETS = (
     600.0,
 )
 LATENCY = "vastllm_proxy_upstream_latency_seconds"
+VRAM_FRACTION = "vastllm_proxy_upstream_model_vram_fraction"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -60,6 +62,13 @@ class UpstreamGauge:
     outstanding: int
 
 
+@dataclass(slots=True)
+class ModelVramGauge:
+    upstream: str
+    model: str
+    fraction: float  # size_vram / size of a loaded model
+
+
 class Metrics:
     """All counters of one proxy process."""
 
@@ -87,7 +96,40 @@ class Metrics:
         self.tokens_in += input_tokens
         self.tokens_out += output_tokens
 
-    def render(self, upstreams: list[UpstreamGauge], redis_up: bool | None) -> bytes:
+    def snapshot(self) -> dict[str, Any]:
+        """The counters as plain JSON data (another worker adds them with :meth:`add`)."""
+        return {
+            "requests": [[route, status, n] for (route, status), n in self.requests.items()],
+            "cache": dict(self.cache),
+            "tokens": [self.tokens_in, self.tokens_out],
+            "latency": {name: [h.counts, h.total] for name, h in self.latency.items()},
+            "upstream_errors": dict(self.upstream_errors),
+        }
+
+    def add(self, snap: dict[str, Any]) -> None:
+        """Add another worker's :meth:`snapshot` to these counters."""
+        for route, status, n in snap["requests"]:
+            key = (str(route), int(status))
+            self.requests[key] = self.requests.get(key, 0) + int(n)
+        for key, n in snap["cache"].items():
+            self.cache[key] = self.cache.get(key, 0) + int(n)
+        self.tokens_in += int(snap["tokens"][0])
+        self.tokens_out += int(snap["tokens"][1])
+        for name, (counts, total) in snap["latency"].items():
+            hist = self.latency.get(name)
+            if hist is None:
+                hist = self.latency[name] = Histogram()
+            hist.counts = [a + int(b) for a, b in zip(hist.counts, counts, strict=True)]
+            hist.total += float(total)
+        for name, n in snap["upstream_errors"].items():
+            self.upstream_errors[name] = self.upstream_errors.get(name, 0) + int(n)
+
+    def render(
+        self,
+        upstreams: list[UpstreamGauge],
+        redis_up: bool | None,
+        vram: list[ModelVramGauge] | None = None,
+    ) -> bytes:
         out: list[str] = []
 
         def family(name: str, kind: str, help_text: str) -> None:
@@ -153,6 +195,15 @@ class Metrics:
             out.append(
                 f'vastllm_proxy_upstream_outstanding{{upstream="{_label(g.name)}"}} {g.outstanding}'
             )
+        if vram is not None:
+            family(
+                VRAM_FRACTION,
+                "gauge",
+                "Share of a loaded model in GPU memory (size_vram / size in Ollama's /api/ps).",
+            )
+            for v in vram:
+                labels = f'upstream="{_label(v.upstream)}",model="{_label(v.model)}"'
+                out.append(f"{VRAM_FRACTION}{{{labels}}} {_num(round(v.fraction, 4))}")
         if redis_up is not None:
             family("vastllm_proxy_redis_up", "gauge", "1 when the cache's Redis answers.")
             out.append(f"vastllm_proxy_redis_up {int(redis_up)}")

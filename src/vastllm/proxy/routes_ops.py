@@ -2,44 +2,80 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from vastllm.proxy import http_io, metrics
-from vastllm.proxy.state import state_of
+from vastllm.proxy import http_io, metrics, residency
+from vastllm.proxy.state import ProxyState, state_of
+from vastllm.proxy.upstream_ollama import OllamaClient
 
 PATHS = frozenset({"/", "/health", "/metrics"})
+
+UNHEALTHY = "not asked: the upstream failed its health check"
 
 
 async def root(request: web.Request) -> web.Response:
     return web.Response(text="vastllm proxy is running\n")
 
 
+async def _redis(st: ProxyState) -> str:
+    if st.cache is None:
+        return "disabled"
+    return "ok" if await st.cache.ping() else "down"
+
+
+async def _snapshots(st: ProxyState) -> dict[str, residency.Snapshot]:
+    """``/api/ps`` of every healthy Ollama upstream (cached and time-boxed by the probe)."""
+    asked = [
+        u.client for u in st.router.upstreams if u.healthy and isinstance(u.client, OllamaClient)
+    ]
+    snaps = await asyncio.gather(*(st.residency.snapshot(c) for c in asked))
+    return {c.name: s for c, s in zip(asked, snaps, strict=True)}
+
+
 async def health(request: web.Request) -> web.Response:
-    """Proxy ``ok`` or ``degraded`` (Redis down, or an upstream failing its health check)."""
+    """Proxy ``ok`` or ``degraded`` (Redis down, an upstream failing its health check, or the
+    active model not wholly in an Ollama upstream's VRAM), with the reasons; always HTTP 200."""
     st = state_of(request)
-    redis = "disabled"
-    if st.cache is not None:
-        redis = "ok" if await st.cache.ping() else "down"
-    upstreams = [
-        {
+    redis, snaps = await asyncio.gather(_redis(st), _snapshots(st))
+    active = st.catalog.active()
+    allow = st.settings.allow_cpu_offload
+    reasons: list[str] = []
+    if redis == "down":
+        reasons.append("redis is down: answering without the cache")
+    upstreams: list[dict[str, Any]] = []
+    for u in st.router.upstreams:
+        entry: dict[str, Any] = {
             "name": u.name,
             "kind": u.client.kind,
             "base_url": u.client.base_url,
             "healthy": u.healthy,
             "outstanding": u.outstanding,
             "last_error": u.last_error or None,
+            "residency": None,
         }
-        for u in st.router.upstreams
-    ]
-    active = st.catalog.active()
-    degraded = redis == "down" or not all(u.healthy for u in st.router.upstreams)
+        if not u.healthy:
+            reasons.append(f"upstream {u.name} is unhealthy: {u.last_error or 'no answer'}")
+        if isinstance(u.client, OllamaClient):
+            snap = snaps.get(u.name)
+            if snap is None:
+                entry["residency"] = residency.not_checked(UNHEALTHY)
+            else:
+                entry["residency"], reason = residency.assess(u.name, snap, active, allow)
+                if reason is not None:
+                    reasons.append(reason)
+        upstreams.append(entry)
     body: dict[str, Any] = {
-        "status": "degraded" if degraded else "ok",
+        "status": "degraded" if reasons else "ok",
+        "reasons": reasons,
         "redis": redis,
         "cache_mode": st.settings.cache_mode,
+        "allow_cpu_offload": allow,
+        "worker": st.worker,
+        "workers": st.settings.workers,
         "upstreams": upstreams,
         "active_model": None
         if active is None
@@ -55,7 +91,17 @@ async def health(request: web.Request) -> web.Response:
 async def metrics_text(request: web.Request) -> web.Response:
     st = state_of(request)
     redis_up = None if st.cache is None else bool(st.cache.up)
-    body = st.metrics.render(st.router.gauges(), redis_up)
+    snaps = await _snapshots(st)
+    vram = [
+        metrics.ModelVramGauge(name, m.name, m.vram_fraction)
+        for name, snap in sorted(snaps.items())
+        for m in snap.models
+    ]
+    has_ollama = any(isinstance(u.client, OllamaClient) for u in st.router.upstreams)
+    counters, gauges = st.metrics, st.router.gauges()
+    if st.worker_metrics is not None:
+        counters, gauges = st.worker_metrics.merged()
+    body = counters.render(gauges, redis_up, vram if has_ollama else None)
     return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from vastllm.config_file import ConfigFileSource
+from vastllm.proxy.resp import parse_url
 
 ENV_PREFIX = "VASTLLM_PROXY_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -54,6 +55,9 @@ class ProxySettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8082, ge=0, le=65535)
+    # processes serving the port together (SO_REUSEPORT); one event loop is one core, and with
+    # many clients in flight a request waits for the others (see proxy/workers.py)
+    workers: int = Field(default=1, ge=1, le=64)
     upstreams: list[UpstreamSettings] = Field(default_factory=_default_upstreams, min_length=1)
     # client model name (exact, or an fnmatch pattern) -> upstream model name; "@active" means
     # the active model (active_model_file, else default_model).
@@ -76,6 +80,11 @@ class ProxySettings(BaseSettings):
     max_outstanding: int = Field(default=0, ge=0)
     # Ollama keep_alive sent with each request (e.g. "-1" keeps the model loaded); None = server's
     ollama_keep_alive: str | None = None
+    # Ollama keeps what does not fit in VRAM in system RAM and runs it on the CPU, silently and
+    # many times slower: /health reports the active model in that state as degraded unless true
+    allow_cpu_offload: bool = False
+    # seconds /health and /metrics reuse an Ollama upstream's /api/ps answer (0 = ask every time)
+    residency_cache_seconds: float = Field(default=3.0, ge=0)
     log_level: str = "WARNING"
 
     @field_validator("api_keys", mode="before")
@@ -87,6 +96,19 @@ class ProxySettings(BaseSettings):
                 return json.loads(s)
             return [k.strip() for k in s.split(",") if k.strip()]
         return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str) -> str:
+        if v:
+            parse_url(v)  # a ValueError names what is wrong
+        return v
+
+    @model_validator(mode="after")
+    def _workers_need_a_port(self) -> ProxySettings:
+        if self.workers > 1 and self.port == 0:
+            raise ValueError("workers > 1 share one port: set a port other than 0")
+        return self
 
     @field_validator("upstreams")
     @classmethod

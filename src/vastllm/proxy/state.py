@@ -10,9 +10,11 @@ from vastllm.proxy.auth import ApiKeys
 from vastllm.proxy.cache import ResponseCache
 from vastllm.proxy.metrics import Metrics
 from vastllm.proxy.models import ModelCatalog
+from vastllm.proxy.residency import ResidencyProbe
 from vastllm.proxy.router import Router
 from vastllm.proxy.service import ChatService
 from vastllm.proxy.settings import ProxySettings
+from vastllm.proxy.worker_metrics import WorkerMetrics
 
 
 @dataclass(slots=True)
@@ -24,6 +26,9 @@ class ProxyState:
     metrics: Metrics
     service: ChatService
     keys: ApiKeys
+    residency: ResidencyProbe
+    worker: int = 0  # index of this worker process (0 when there is one)
+    worker_metrics: WorkerMetrics | None = None  # set when several workers share the port
 
 
 STATE = web.AppKey("vastllm_proxy_state", ProxyState)

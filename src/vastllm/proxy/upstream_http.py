@@ -79,6 +79,28 @@ class UpstreamClient(ABC):
         except (aiohttp.ClientError, TimeoutError):
             return False
 
+    async def _get_json(self, path: str, seconds: float) -> object:
+        """``GET path`` as decoded JSON within ``seconds``, else :class:`UpstreamFailed`."""
+        where = f"upstream {self.name}: GET {path}"
+        try:
+            async with self._session.get(
+                self.base_url + path,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=seconds),
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except aiohttp.ClientError as e:
+            raise errors.UpstreamFailed(f"{where} failed: {e}") from e
+        except TimeoutError as e:
+            raise errors.UpstreamFailed(f"{where} did not answer within {seconds:g}s") from e
+        if status != 200:
+            raise errors.UpstreamFailed(f"{where} answered HTTP {status}")
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            raise errors.UpstreamFailed(f"{where} sent invalid JSON") from e
+
     async def _post(self, path: str, payload: dict[str, Any]) -> aiohttp.ClientResponse:
         body = orjson.dumps(payload)
         url = self.base_url + path

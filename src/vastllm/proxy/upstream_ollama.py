@@ -122,6 +122,10 @@ class OllamaClient(UpstreamClient):
     async def health(self) -> bool:
         return await self._get_ok("/api/version")
 
+    async def running(self, seconds: float) -> object:
+        """``GET /api/ps`` (the loaded models), decoded; :class:`errors.UpstreamFailed` if not."""
+        return await self._get_json("/api/ps", seconds)
+
     async def events(self, req: ChatRequest) -> AsyncIterator[Event]:
         resp = await self._post("/api/chat", build_payload(req, self._keep_alive))
         if not req.stream:
