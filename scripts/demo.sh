@@ -40,8 +40,9 @@ PY
     if [ -z "${VASTLLM_EXTRA_CA_BUNDLE:-}" ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
         export VASTLLM_EXTRA_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
     fi
-    log "Running site.yml against it (GPU host roles, then the autossh tunnel on this machine)"
-    ansible-playbook -i "$inventory" -e "$tunnel_vars" site.yml
+    log "Running site.yml against it with vastllm up (GPU host roles, then the autossh tunnel here)"
+    .venv/bin/vastllm -i "$inventory" \
+        -e "tunnel_forwards=[{\"name\": \"proxy\", \"remote_port\": 8082, \"local_port\": $proxy_port}]" up
     log "Asking the model through the tunnel and the proxy with vastllm chat"
     wait_for_proxy
     local question="What is the capital of France? Answer in one word."
