@@ -23,6 +23,10 @@ description:
     (container port to host port).
   - HTTP 429, 502, 503 and 504 answers are retried with a growing pause (0.15 s, then x1.5);
     the API sends no C(Retry-After).
+notes:
+  - The Vast.ai API client is C(plugins/module_utils/vastai_api.py) of the vastllm checkout
+    (shared with the C(vast_api) module and the tunnel resolver); the plugin loads it by path
+    from next to its own directory.
 extends_documentation_fragment:
   - constructed
   - inventory_cache
@@ -92,17 +96,13 @@ cache_connection: ~/.cache/vastllm/inventory
 cache_timeout: 300
 """
 
-import json  # noqa: E402
+import importlib.util  # noqa: E402
 import os  # noqa: E402
-import re  # noqa: E402
-import time  # noqa: E402
-import urllib.error  # noqa: E402
-import urllib.parse  # noqa: E402
-from collections import Counter  # noqa: E402
+import sys  # noqa: E402
+from types import ModuleType  # noqa: E402
 from typing import Any  # noqa: E402
 
-from ansible.errors import AnsibleParserError  # noqa: E402
-from ansible.module_utils.urls import open_url  # noqa: E402
+from ansible.errors import AnsibleError, AnsibleParserError  # noqa: E402
 from ansible.plugins.inventory import (  # noqa: E402
     BaseInventoryPlugin,
     Cacheable,
@@ -112,12 +112,7 @@ from ansible.utils.display import Display  # noqa: E402
 
 display = Display()
 
-LIST_PATH = "/api/v1/instances/"
-PAGE_LIMIT = 25  # the API's maximum page size
-RETRYABLE = frozenset({429, 502, 503, 504})
-BACKOFF_START = 0.15
-BACKOFF_FACTOR = 1.5
-MAX_PAGES = 1000  # guards against a server that never stops handing out next_token
+SHARED_NAME = "vastllm_vastai_api"
 GROUPS = ("vast", "gpu_hosts")
 BAD_KEY_MSG = (
     "Vast.ai rejected the API key (401 auth_error): "
@@ -149,130 +144,52 @@ HOSTVAR_FIELDS = (
     "cpu_ram",
     "cpu_cores_effective",
 )
-IPV4_ANY = "0.0.0.0"  # noqa: S104 - a HostIp value in the API, nothing binds to it
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-class VastApiError(Exception):
-    """An answer from the Vast.ai API that the plugin cannot use."""
+def _load_shared() -> ModuleType:
+    """plugins/module_utils/vastai_api.py, by its path next to this plugin's directory.
 
-
-def _strip(value: Any) -> Any:
-    """Strip whitespace from every string, recursively (the vastai client does the same)."""
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_strip(v) for v in value]
-    return value
-
-
-def _error_detail(status: int, body: bytes) -> str:
-    """Describe an error answer; the body may be JSON (several shapes) or plain text."""
-    text = body.decode("utf-8", "replace").strip()
+    On the controller ansible-core imports ansible.module_utils.* from its own package only (the
+    module_utils setting serves the modules it ships to hosts), so the plugin cannot import the
+    shared client under that name."""
+    loaded = sys.modules.get(SHARED_NAME)
+    if loaded is not None:
+        return loaded
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.normpath(os.path.join(here, os.pardir, "module_utils", "vastai_api.py"))
+    spec = importlib.util.spec_from_file_location(SHARED_NAME, path)
+    if not os.path.isfile(path) or spec is None or spec.loader is None:
+        raise AnsibleError(
+            f"The vastai inventory plugin needs its Vast.ai API client {path}: keep the plugin in "
+            "the plugins/inventory directory of the vastllm checkout, next to plugins/module_utils"
+        )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[SHARED_NAME] = module
     try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        parts = [str(data[k]) for k in ("error", "msg", "message", "detail") if data.get(k)]
-        if parts:
-            return f"HTTP {status} " + ": ".join(parts)
-    return f"HTTP {status} {text[:200]}" if text else f"HTTP {status}"
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[SHARED_NAME]
+        raise
+    return module
 
 
-def find_api_key(option_value: str | None) -> str:
-    """Resolve the key: option, VAST_API_KEY, XDG config file, legacy file."""
-    if option_value and option_value.strip():
-        return option_value.strip()
-    env_key = os.environ.get("VAST_API_KEY", "").strip()
-    if env_key:
-        return env_key
-    config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-    files = [
-        os.path.join(config_home, "vastai", "vast_api_key"),
-        os.path.expanduser("~/.vast_api_key"),
-    ]
-    for path in files:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                key = fh.read().strip()
-        except OSError:
-            continue
-        if key:
-            return key
-    raise AnsibleParserError(
-        "No Vast.ai API key found: looked at the inventory option api_key, the environment "
-        "variable VAST_API_KEY and the files " + ", ".join(files)
-    )
-
-
-def ssh_endpoint(inst: dict[str, Any], mode: str) -> tuple[str | None, int | None, str | None]:
-    """Pick (host, port, 'direct'|'proxy') for an instance, or (None, None, None)."""
-    direct_port = _host_port(inst.get("ports"), "22/tcp")
-    public_ip = inst.get("public_ipaddr")
-    if mode != "proxy" and public_ip and direct_port:
-        return public_ip, direct_port, "direct"
-    host, port = inst.get("ssh_host"), inst.get("ssh_port")
-    if host and isinstance(port, int):
-        if "jupyter" in (inst.get("image_runtype") or ""):
-            port += 1  # Vast.ai's proxy: Jupyter run types listen one port higher
-        return host, port, "proxy"
-    return None, None, None
-
-
-def _host_port(ports: Any, container_port: str) -> int | None:
-    """Host port mapped to a container port; IPv4 entry first; HostPort is a string."""
-    if not isinstance(ports, dict):
-        return None
-    entries = ports.get(container_port)
-    if not isinstance(entries, list):
-        return None
-    ordered = sorted(
-        (e for e in entries if isinstance(e, dict)), key=lambda e: e.get("HostIp") != IPV4_ANY
-    )
-    for entry in ordered:
-        try:
-            return int(str(entry.get("HostPort")))
-        except (TypeError, ValueError):
-            continue
-    return None
+vastai_api = _load_shared()
 
 
 def _port_map(ports: Any) -> dict[str, int]:
+    """Container port to host port, for every mapped port."""
     if not isinstance(ports, dict):
         return {}
     result = {}
     for name in ports:
-        port = _host_port(ports, name)
+        port = vastai_api.host_port(ports, name)
         if port is not None:
             result[str(name)] = port
     return result
 
 
-def host_names(instances: list[dict[str, Any]]) -> list[str]:
-    """One inventory name per instance: sanitized label or C.<id>; shared labels get -<id>."""
-    bases: list[str | None] = []
-    for inst in instances:
-        label = inst.get("label")
-        clean = _UNSAFE_NAME.sub("-", label.strip()).strip("-") if isinstance(label, str) else ""
-        bases.append(clean or None)
-    counts = Counter(b for b in bases if b)
-    names: list[str] = []
-    used: set[str] = set()
-    for inst, base in zip(instances, bases, strict=True):
-        if base is None:
-            name = f"C.{inst['id']}"
-        elif counts[base] > 1:
-            name = f"{base}-{inst['id']}"
-        else:
-            name = base
-        while name in used:  # a label that happens to equal another's generated name
-            name = f"{name}-{inst['id']}"
-        used.add(name)
-        names.append(name)
-    return names
+def _log_retry(detail: str, delay: float) -> None:
+    display.vvv(f"vastai: {detail}; retry in {delay:.2f}s")
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
@@ -287,65 +204,39 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    def _get_json(self, url: str, key: str) -> dict[str, Any]:
-        """GET url as JSON, retrying 429/502/503/504 with backoff."""
-        retries = max(0, int(self.get_option("retries")))
-        timeout = int(self.get_option("timeout"))
-        delay = BACKOFF_START
-        for attempt in range(retries + 1):
-            try:
-                resp = open_url(
-                    url,
-                    method="GET",
-                    headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},
-                    timeout=timeout,
-                    http_agent="vastllm-inventory",
-                    validate_certs=True,
-                )
-                body = resp.read()
-            except urllib.error.HTTPError as exc:
-                status, err_body = exc.code, exc.read() or b""
-                if status == 401:
-                    raise AnsibleParserError(BAD_KEY_MSG) from None
-                if status in RETRYABLE and attempt < retries:
-                    display.vvv(f"vastai: {_error_detail(status, err_body)}; retry in {delay:.2f}s")
-                    time.sleep(delay)
-                    delay *= BACKOFF_FACTOR
-                    continue
-                raise VastApiError(_error_detail(status, err_body)) from None
-            except urllib.error.URLError as exc:
-                raise VastApiError(f"cannot reach the Vast.ai API: {exc.reason}") from None
-            except OSError as exc:  # timeouts, resets
-                raise VastApiError(f"cannot reach the Vast.ai API: {exc}") from None
-            try:
-                data = json.loads(body)
-            except ValueError:
-                raise VastApiError("the answer is not JSON") from None
-            if not isinstance(data, dict):
-                raise VastApiError("the answer is not a JSON object")
-            return data
-        raise VastApiError("no answer")  # not reached: the loop returns or raises
+    def _api_key(self) -> str:
+        """The api_key option (templated), else VAST_API_KEY, else the key files."""
+        key_option = self.get_option("api_key")
+        if key_option and self.templar.is_template(key_option):
+            key_option = self.templar.template(key_option)
+        found = vastai_api.find_api_key(key_option, "the inventory option api_key")
+        if found is None:
+            raise AnsibleParserError(
+                "No Vast.ai API key found: looked at the inventory option api_key, the "
+                "environment variable VAST_API_KEY and the files "
+                + ", ".join(vastai_api.key_files())
+            )
+        return str(found[0])
 
     def _fetch_instances(self, key: str) -> list[dict[str, Any]]:
         """All instances of the account, every page, strings stripped."""
-        base = str(self.get_option("api_url")).rstrip("/") + LIST_PATH
-        params: dict[str, str] = {"limit": str(PAGE_LIMIT)}
-        instances: list[dict[str, Any]] = []
-        for _ in range(MAX_PAGES):
-            url = base + "?" + urllib.parse.urlencode(params)
-            try:
-                page = self._get_json(url, key)
-            except VastApiError as exc:
-                raise AnsibleParserError(f"Vast.ai instance list ({base}): {exc}") from None
-            rows = page.get("instances") or []
-            if not isinstance(rows, list):
-                raise AnsibleParserError(f"Vast.ai instance list ({base}): 'instances' is no list")
-            instances.extend(_strip(r) for r in rows if isinstance(r, dict) and "id" in r)
-            token = page.get("next_token")
-            if not token:
-                return instances
-            params["after_token"] = str(token)
-        raise AnsibleParserError(f"Vast.ai instance list ({base}): more than {MAX_PAGES} pages")
+        url = str(self.get_option("api_url"))
+        client = vastai_api.Client(
+            url,
+            key,
+            retries=int(self.get_option("retries")),
+            timeout=int(self.get_option("timeout")),
+            user_agent="vastllm-inventory",
+            on_retry=_log_retry,
+        )
+        try:
+            instances: list[dict[str, Any]] = client.instances()
+        except vastai_api.KeyRejected:
+            raise AnsibleParserError(BAD_KEY_MSG) from None
+        except vastai_api.VastApiError as exc:
+            base = url.rstrip("/") + vastai_api.LIST_PATH
+            raise AnsibleParserError(f"Vast.ai instance list ({base}): {exc}") from None
+        return instances
 
     # -- inventory -------------------------------------------------------------------------
 
@@ -357,7 +248,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if isinstance(gpu_ram, int | float) and not isinstance(gpu_ram, bool):
             hostvars["vast_gpu_ram_gib"] = round(gpu_ram / 1024, 1)
         hostvars["vast_ports"] = _port_map(inst.get("ports"))
-        host, port, kind = ssh_endpoint(inst, mode)
+        host, port, kind = vastai_api.ssh_endpoint(inst, mode) or (None, None, None)
         hostvars["vast_ssh_mode"] = kind
         if host is None:
             if inst.get("actual_status") == "running":
@@ -381,7 +272,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         strict = self.get_option("strict")
         for group in GROUPS:
             self.inventory.add_group(group)
-        for inst, name in zip(chosen, host_names(chosen), strict=True):
+        for inst, name in zip(chosen, vastai_api.host_names(chosen), strict=True):
             for group in GROUPS:
                 self.inventory.add_host(name, group=group)
             hostvars = self._host_vars(inst, mode, name)
@@ -407,10 +298,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             except KeyError:
                 instances = None
         if not isinstance(instances, list):
-            key_option = self.get_option("api_key")
-            if key_option and self.templar.is_template(key_option):
-                key_option = self.templar.template(key_option)
-            instances = self._fetch_instances(find_api_key(key_option))
+            instances = self._fetch_instances(self._api_key())
             if use_cache:
                 self._cache[cache_key] = instances
         self._populate(instances)

@@ -15,7 +15,17 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from tests.proxy.conftest import MODEL, OllamaDouble, Proxy, RedisServer, upstream
+from tests.proxy.conftest import (
+    MODEL,
+    OllamaDouble,
+    Proxy,
+    RedisServer,
+    knobs,  # noqa: F401 - the proxy tests' fixture; here it restores tests/cli's double
+    running_double,
+    running_redis,
+    upstream,
+    write_active_model,
+)
 from tests.support import REPO, free_port
 from vastllm.cli.main import app
 
@@ -173,30 +183,19 @@ def cli_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def double(cli_workdir: Path) -> Iterator[OllamaDouble]:
-    d = OllamaDouble(cli_workdir, [MODEL])
-    yield d
-    d.kill()
-
-
-@pytest.fixture
-def knobs(double: OllamaDouble) -> Iterator[OllamaDouble]:
-    yield double
-    double.restore()
+    with running_double(cli_workdir, [MODEL]) as d:
+        yield d
 
 
 @pytest.fixture(scope="module")
 def active_model_file(cli_workdir: Path) -> Path:
-    path = cli_workdir / "active_model.json"
-    path.write_text(json.dumps({"name": MODEL, "engine": "ollama", "context_length": 8192}))
-    return path
+    return write_active_model(cli_workdir / "active_model.json", 8192)
 
 
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.kill()
+    with running_redis() as server:
+        yield server
 
 
 def start_proxy(

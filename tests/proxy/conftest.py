@@ -166,19 +166,45 @@ def workdir() -> Iterator[Path]:
         yield Path(d)
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
+@contextlib.contextmanager
+def running_redis() -> Iterator[RedisServer]:
+    """A redis-server on a free loopback port, killed when the block ends."""
     server = RedisServer()
     server.start()
-    yield server
-    server.kill()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@contextlib.contextmanager
+def running_double(workdir: Path, models: list[str]) -> Iterator[OllamaDouble]:
+    """The Ollama double serving ``models``, killed when the block ends."""
+    d = OllamaDouble(workdir, models)
+    try:
+        yield d
+    finally:
+        d.kill()
+
+
+def write_active_model(path: Path, context_length: int) -> Path:
+    """The active model file of the proxy: MODEL on Ollama with ``context_length``."""
+    path.write_text(
+        json.dumps({"name": MODEL, "engine": "ollama", "context_length": context_length})
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with running_redis() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def double(workdir: Path) -> Iterator[OllamaDouble]:
-    d = OllamaDouble(workdir, [MODEL])
-    yield d
-    d.kill()
+    with running_double(workdir, [MODEL]) as d:
+        yield d
 
 
 @pytest.fixture
@@ -190,9 +216,7 @@ def knobs(double: OllamaDouble) -> Iterator[OllamaDouble]:
 
 @pytest.fixture(scope="session")
 def active_model_file(workdir: Path) -> Path:
-    path = workdir / "active_model.json"
-    path.write_text(json.dumps({"name": MODEL, "engine": "ollama", "context_length": 32768}))
-    return path
+    return write_active_model(workdir / "active_model.json", 32768)
 
 
 @pytest.fixture(scope="session")

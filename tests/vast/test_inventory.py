@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -153,6 +154,19 @@ def test_example_config_with_cache_serves_second_run_without_requests(vast: Env)
     assert len(vast.list_requests()) == 2  # nothing new: served from the cache
     assert second.inventory["_meta"]["hostvars"] == first.inventory["_meta"]["hostvars"]
     assert len(second.hosts("gpu_hosts")) == 30
+
+
+def test_plugin_away_from_its_api_client_says_what_it_needs(vast: Env) -> None:
+    # the plugin loads plugins/module_utils/vastai_api.py by its path next to plugins/inventory
+    plugin_dir = vast.tmp / "elsewhere" / "inventory"
+    plugin_dir.mkdir(parents=True)
+    shutil.copyfile(REPO / "plugins" / "inventory" / "vastai.py", plugin_dir / "vastai.py")
+    run = vast.inventory({"api_key": KEY}, env={"ANSIBLE_INVENTORY_PLUGINS": str(plugin_dir)})
+    assert run.rc != 0
+    expected = vast.tmp / "elsewhere" / "module_utils" / "vastai_api.py"
+    assert f"needs its Vast.ai API client {expected}" in " ".join(run.stderr.split())
+    assert "Traceback" not in run.stderr
+    assert vast.list_requests() == []
 
 
 def test_ansible_doc_renders_the_plugin(tmp_path: Path) -> None:

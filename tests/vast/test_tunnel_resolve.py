@@ -1,4 +1,5 @@
-"""The tunnel role's Vast.ai resolver (roles/tunnel/files/vast-tunnel.py) against the Vast.ai API
+"""The tunnel role's Vast.ai resolver (roles/tunnel/files/vast-tunnel.py, with the shared API client
+plugins/module_utils/vastai_api.py next to it, as the role installs them) against the Vast.ai API
 double: label -> SSH endpoint, following a changed endpoint, one clear line for a missing or
 stopped instance, and the commands the role builds for Vast.ai and static hosts. autossh is a
 TEST STAND-IN here (a script that records its arguments and exits): no real ssh runs."""
@@ -6,9 +7,11 @@ TEST STAND-IN here (a script that records its arguments and exits): no real ssh 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +29,7 @@ from tests.support import REPO, free_port
 from tests.vast.playbook_support import KEY, Controller, controller
 
 RESOLVER = REPO / "roles" / "tunnel" / "files" / "vast-tunnel.py"
+API_CLIENT = REPO / "plugins" / "module_utils" / "vastai_api.py"
 ID = {n: FIRST_ID + n for n in range(33)}
 
 AUTOSSH_STAND_IN = """#!{python}
@@ -41,12 +45,21 @@ sys.exit(1)
 """
 
 
+def install_resolver(directory: Path, files: tuple[Path, ...] = (RESOLVER, API_CLIENT)) -> Path:
+    """The resolver and the API client it imports, side by side as the tunnel role installs them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for source in files:
+        shutil.copyfile(source, directory / source.name)
+    return directory / RESOLVER.name
+
+
 @dataclass
 class Workstation:
     api: VastApiDouble
     home: Path
     bin_dir: Path
     autossh_log: Path
+    resolver: Path
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
@@ -56,7 +69,7 @@ class Workstation:
         return env
 
     def resolve(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, str(RESOLVER), "--api-url", self.api.url,
+        return subprocess.run([sys.executable, str(self.resolver), "--api-url", self.api.url,
                                "--resolve-only", *args], env=self.env(**env),
                               capture_output=True, text=True, timeout=60, check=False)
 
@@ -87,8 +100,9 @@ def ws(tmp_path: Path) -> Iterator[Workstation]:
     bin_dir = tmp_path / "autossh-test-stand-in"
     log = tmp_path / "autossh-runs.jsonl"
     install_autossh_stand_in(bin_dir, log)
+    resolver = install_resolver(tmp_path / "vastllm")
     with VastApiDouble(free_port()) as api:
-        yield Workstation(api, home, bin_dir, log)
+        yield Workstation(api, home, bin_dir, log, resolver)
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 30,
@@ -122,6 +136,21 @@ def test_resolve_label_to_the_current_endpoint(ws: Workstation) -> None:
     # no label at all: by id
     assert ws.resolve("--id", str(ID[3])).stdout == f"ssh4.vast.ai 20021 proxy {ID[3]}\n"
     assert all(r["key_ok"] for r in ws.api.state.requests)
+    # the client is imported from the resolver's directory without leaving bytecode there
+    assert sorted(p.name for p in ws.resolver.parent.iterdir()) == sorted(
+        [RESOLVER.name, API_CLIENT.name])
+
+
+def test_without_the_api_client_next_to_it_the_resolver_says_so(tmp_path: Path) -> None:
+    resolver = install_resolver(tmp_path / "partial", files=(RESOLVER,))
+    run = subprocess.run([sys.executable, str(resolver), "--label", "llm-00", "--resolve-only"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 1
+    assert run.stdout == ""
+    assert run.stderr.startswith(
+        f"vast-tunnel: cannot import vastai_api.py from {resolver.parent} ")
+    assert "the tunnel role installs it next to vast-tunnel.py" in run.stderr
+    assert "Traceback" not in run.stderr
 
 
 def test_missing_stopped_and_rejected_are_one_clear_line(ws: Workstation) -> None:
@@ -150,7 +179,7 @@ def test_loop_follows_the_endpoint_and_waits_out_a_stopped_instance(ws: Workstat
     stderr_path = ws.home / "resolver.log"
     with stderr_path.open("w") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, str(RESOLVER), "--label", "llm-00", "--api-url", ws.api.url,
+            [sys.executable, str(ws.resolver), "--label", "llm-00", "--api-url", ws.api.url,
              "--max-start", "2", "--retry-min", "0.1", "--retry-max", "0.4", "--",
              "autossh", "-M", "0", "-N", "-L", "127.0.0.1:18082:127.0.0.1:8082"],
             env=ws.env(), stdout=subprocess.DEVNULL, stderr=stderr)
@@ -297,8 +326,19 @@ def test_role_runs_the_resolver_for_vast_hosts_only(
     assert spaced[2:6] == ["--label-b64", label_b64, "--id", str(ID[8])]
     assert specs[f"C.{ID[3]}"]["command"].split()[2:4] == ["--id", str(ID[3])]
 
-    # the role installed the resolver and a 0600 key file
+    # the role installed the resolver, its API client next to it and a 0600 key file
     assert resolver.read_bytes() == RESOLVER.read_bytes()
+    assert resolver.stat().st_mode & 0o777 == 0o755
+    client = vast_dir / API_CLIENT.name
+    assert client.read_bytes() == API_CLIENT.read_bytes()
+    assert client.stat().st_mode & 0o777 == 0o644
+    # a change to either file restarts the Vast.ai tunnels (the service definitions carry it)
+    def sha1(text: str) -> str:
+        return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+    each = [sha1(p.read_text().rstrip()) for p in (RESOLVER, API_CLIENT)]  # as lookup('file')
+    assert llm["trigger"] == sha1(",".join(each))
+    assert static["trigger"] == ""
     assert (vast_dir / "vast-api.env").read_text() == f"VAST_API_KEY={KEY}\n"
     assert (vast_dir / "vast-api.env").stat().st_mode & 0o777 == 0o600
 

@@ -24,38 +24,41 @@ every manager behaves the same and none of them gives up after a burst of quick 
 instance that is gone or stopped, or an API error, is logged once (one line, again only when
 the reason changes) and retried every --retry-max seconds at most.
 
-The API key comes from VAST_API_KEY in --env-file (a 0600 file the role writes), else the
-environment variable VAST_API_KEY, else $XDG_CONFIG_HOME/vastai/vast_api_key (default
-~/.config/vastai/vast_api_key), else ~/.vast_api_key; it is read again at every resolve and
-never logged. A label with characters other than letters, digits, ".", "_" and "-" is passed
-as --label-b64 (no quoting issues in unit files). --resolve-only prints "HOST PORT MODE ID"
-and exits (1 when there is nothing to reach), for diagnosis. Standard library only
-(Python >= 3.8).
+The Vast.ai API client (key lookup, retries, paging, endpoint choice) is vastai_api.py, which the
+role installs next to this file: plugins/module_utils/vastai_api.py of vastllm, shared with the
+vastai inventory plugin and the vast_api module. The API key comes from VAST_API_KEY in
+--env-file (a 0600 file the role writes), else the environment variable VAST_API_KEY, else
+$XDG_CONFIG_HOME/vastai/vast_api_key (default ~/.config/vastai/vast_api_key), else
+~/.vast_api_key; it is read again at every resolve and never logged. A label with characters
+other than letters, digits, ".", "_" and "-" is passed as --label-b64 (no quoting issues in unit
+files). --resolve-only prints "HOST PORT MODE ID" and exits (1 when there is nothing to reach),
+for diagnosis. Standard library only (Python >= 3.8).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from typing import Any
 
-LIST_PATH = "/api/v1/instances/"
-PAGE_LIMIT = 25
-MAX_PAGES = 1000
-RETRYABLE = frozenset({429, 502, 503, 504})
-HTTP_RETRIES = 4
-IPV4_ANY = "0.0.0.0"  # noqa: S104 - a HostIp value in the API, nothing binds to it
+# the Vast.ai API client shared with the vastllm Ansible code, installed next to this file
+sys.dont_write_bytecode = True  # no __pycache__ in the resolver's directory
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+try:
+    import vastai_api
+except ImportError as exc:
+    sys.exit(f"vast-tunnel: cannot import vastai_api.py from "
+             f"{os.path.dirname(os.path.abspath(__file__))} ({exc}): the tunnel role installs it "
+             "next to vast-tunnel.py; run the role again")
+
 STABLE_SECONDS = 60.0  # an autossh that lived this long counts as a working tunnel
+TIMEOUT = 30  # seconds for each HTTP answer
 
 
 class Unreachable(Exception):
@@ -83,112 +86,28 @@ def read_env_file(path: str) -> dict[str, str]:
 
 def find_key(env_file: str | None) -> tuple[str, str]:
     """(key, where it came from)."""
-    if env_file:
-        key = read_env_file(env_file).get("VAST_API_KEY", "")
-        if key:
-            return key, env_file
-    key = os.environ.get("VAST_API_KEY", "").strip()
-    if key:
-        return key, "VAST_API_KEY"
-    config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-    for path in (os.path.join(config_home, "vastai", "vast_api_key"),
-                 os.path.expanduser("~/.vast_api_key")):
-        try:
-            with open(path, encoding="utf-8") as fh:
-                key = fh.read().strip()
-        except OSError:
-            continue
-        if key:
-            return key, path
-    raise Unreachable("no Vast.ai API key: looked at "
-                      + (f"{env_file}, " if env_file else "")
-                      + "VAST_API_KEY, ~/.config/vastai/vast_api_key and ~/.vast_api_key")
-
-
-def _error_detail(status: int, body: bytes) -> str:
-    text = body.decode("utf-8", "replace").strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        parts = [str(data[k]) for k in ("error", "msg", "message", "detail") if data.get(k)]
-        if parts:
-            return f"HTTP {status} " + ": ".join(parts)
-    return f"HTTP {status} {text[:200]}" if text else f"HTTP {status}"
-
-
-def _get(url: str, key: str, source: str) -> dict[str, Any]:
-    delay = 0.15
-    for attempt in range(HTTP_RETRIES + 1):
-        request = urllib.request.Request(url, headers={  # noqa: S310 - https API URL or loopback
-            "Authorization": f"Bearer {key}", "Accept": "application/json",
-            "User-Agent": "vastllm-tunnel"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
-                data = json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            body = exc.read() or b""
-            if exc.code == 401:
-                raise Unreachable(f"Vast.ai rejected the API key from {source} "
-                                  "(401 auth_error)") from None
-            if exc.code in RETRYABLE and attempt < HTTP_RETRIES:
-                time.sleep(delay)
-                delay *= 1.5
-                continue
-            raise Unreachable(f"Vast.ai API: {_error_detail(exc.code, body)}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise Unreachable(f"cannot reach the Vast.ai API: {reason}") from None
-        except ValueError:
-            raise Unreachable("Vast.ai API: the answer is not JSON") from None
-        if not isinstance(data, dict):
-            raise Unreachable("Vast.ai API: the answer is not a JSON object")
-        return data
-    raise Unreachable("Vast.ai API: no answer")
+    given = read_env_file(env_file).get("VAST_API_KEY") if env_file else None
+    found = vastai_api.find_api_key(given, env_file or "")
+    if found is None:
+        raise Unreachable("no Vast.ai API key: looked at "
+                          + (f"{env_file}, " if env_file else "")
+                          + "VAST_API_KEY, ~/.config/vastai/vast_api_key and ~/.vast_api_key")
+    return found
 
 
 def list_instances(api_url: str, key: str, source: str) -> list[dict[str, Any]]:
-    base = api_url.rstrip("/") + LIST_PATH
-    params = {"limit": str(PAGE_LIMIT)}
-    rows: list[dict[str, Any]] = []
-    for _ in range(MAX_PAGES):
-        page = _get(base + "?" + urllib.parse.urlencode(params), key, source)
-        found = page.get("instances")
-        if not isinstance(found, list):
-            raise Unreachable("Vast.ai API: the answer has no instance list")
-        rows.extend(r for r in found if isinstance(r, dict) and "id" in r)
-        token = page.get("next_token")
-        if not token:
-            return rows
-        params["after_token"] = str(token)
-    raise Unreachable(f"Vast.ai API: more than {MAX_PAGES} pages of instances")
-
-
-def _host_port(ports: Any, container_port: str) -> int | None:
-    if not isinstance(ports, dict) or not isinstance(ports.get(container_port), list):
-        return None
-    entries = [e for e in ports[container_port] if isinstance(e, dict)]
-    entries.sort(key=lambda e: e.get("HostIp") != IPV4_ANY)  # IPv4 entry first
-    for entry in entries:
-        try:
-            return int(str(entry.get("HostPort")).strip())
-        except (TypeError, ValueError):
-            continue
-    return None
-
-
-def ssh_endpoint(inst: dict[str, Any]) -> tuple[str, int, str] | None:
-    ip = (inst.get("public_ipaddr") or "").strip()
-    port = _host_port(inst.get("ports"), "22/tcp")
-    if ip and port:
-        return ip, port, "direct"
-    host, proxy_port = (inst.get("ssh_host") or "").strip(), inst.get("ssh_port")
-    if host and isinstance(proxy_port, int):
-        if "jupyter" in (inst.get("image_runtype") or ""):
-            proxy_port += 1  # the proxy of Jupyter run types listens one port higher
-        return host, proxy_port, "proxy"
-    return None
+    client = vastai_api.Client(api_url, key, retries=vastai_api.DEFAULT_RETRIES, timeout=TIMEOUT,
+                               user_agent="vastllm-tunnel")
+    try:
+        rows: list[dict[str, Any]] = client.instances()
+    except vastai_api.KeyRejected:
+        raise Unreachable(f"Vast.ai rejected the API key from {source} "
+                          "(401 auth_error)") from None
+    except vastai_api.ApiUnreachable as exc:
+        raise Unreachable(str(exc)) from None
+    except vastai_api.VastApiError as exc:
+        raise Unreachable(f"Vast.ai API: {exc}") from None
+    return rows
 
 
 def describe(label: str | None, instance_id: int | None) -> str:
@@ -216,10 +135,10 @@ def choose(instances: list[dict[str, Any]], label: str | None,
     # the instance the tunnel was made for, else the newest one carrying the label
     running.sort(key=lambda i: (i.get("id") == instance_id, i["id"]), reverse=True)
     inst = running[0]
-    endpoint = ssh_endpoint(inst)
+    endpoint = vastai_api.ssh_endpoint(inst)
     if endpoint is None:
         raise Unreachable(f"instance {inst['id']} runs but has no SSH endpoint yet")
-    return endpoint[0], endpoint[1], endpoint[2], int(inst["id"])
+    return endpoint.host, endpoint.port, endpoint.mode, int(inst["id"])
 
 
 def resolve(args: argparse.Namespace) -> tuple[str, int, str, int]:

@@ -79,7 +79,7 @@ options:
     type: int
     default: 4
   timeout:
-    description: Seconds to wait for each HTTP answer.
+    description: Seconds to wait for each HTTP answer (each attempt waits this long at most).
     type: int
     default: 30
 attributes:
@@ -94,6 +94,10 @@ notes:
     C(gpu_name), C(num_gpus), C(dph_total) and C(ssh) (C(host), C(port), C(mode) C(direct) or
     C(proxy), or null while there is no endpoint yet). C(ready) is true when the instance runs and
     has an endpoint.
+  - The HTTP client, key-free error messages and SSH endpoint choice are
+    C(plugins/module_utils/vastai_api.py), shared with the vastai inventory plugin and the tunnel
+    resolver; the C(module_utils) setting of the project's C(ansible.cfg) lets Ansible ship it with
+    this module.
 """
 
 EXAMPLES = r"""
@@ -146,28 +150,28 @@ already_gone:
 """
 
 import json  # noqa: E402
-import re  # noqa: E402
-import time  # noqa: E402
-import urllib.error  # noqa: E402
-import urllib.parse  # noqa: E402
 from typing import Any  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.urls import open_url  # noqa: E402
+from ansible.module_utils.vastai_api import (  # noqa: E402
+    DEFAULT_URL,
+    LIST_PATH,
+    ApiUnreachable,
+    Client,
+    KeyRejected,
+    VastApiError,
+    explain,
+    host_name_forms,
+    ssh_endpoint,
+    strip_strings,
+)
+from ansible.module_utils.vastai_api import HttpStatusError as ApiStatusError  # noqa: E402
 
-LIST_PATH = "/api/v1/instances/"
-PAGE_LIMIT = 25  # the API's maximum page size
-MAX_PAGES = 1000
-RETRYABLE = frozenset({429, 502, 503, 504})
-BACKOFF_START = 0.15
-BACKOFF_FACTOR = 1.5
 BAD_KEY_MSG = (
     "Vast.ai rejected the API key (401 auth_error): check VAST_API_KEY / "
     "~/.config/vastai/vast_api_key (or the variable vast_api_key)"
 )
-IPV4_ANY = "0.0.0.0"  # noqa: S104 - a HostIp value in the API, nothing binds to it
 STOPPED = frozenset({"exited", "stopped"})
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class VastError(Exception):
@@ -181,124 +185,41 @@ class HttpStatusError(VastError):
         self.body = body  # the JSON error body, when there is one
 
 
-def _strip(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.strip()
-    if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_strip(v) for v in value]
-    return value
-
-
-def _explain(data: Any) -> str:
-    """error: msg of a JSON error body (several shapes), or ''."""
-    if not isinstance(data, dict):
-        return ""
-    return ": ".join(str(data[k]) for k in ("error", "msg", "message", "detail") if data.get(k))
-
-
-def _error_detail(status: int, body: bytes) -> str:
-    text = body.decode("utf-8", "replace").strip()
-    try:
-        explained = _explain(json.loads(text))
-    except ValueError:
-        explained = ""
-    if explained:
-        return f"HTTP {status} {explained}"
-    return f"HTTP {status} {text[:200]}" if text else f"HTTP {status}"
-
-
 class VastClient:
-    """Minimal Vast.ai REST client over ansible's open_url."""
+    """The shared Vast.ai client (module_utils/vastai_api.py), its errors in the task's words."""
 
     def __init__(self, url: str, key: str, retries: int, timeout: int) -> None:
         self.url = url.rstrip("/")
-        self.key = key
-        self.retries = max(0, retries)
-        self.timeout = timeout
+        self.api = Client(url, key, retries=retries, timeout=timeout,
+                          user_agent="vastllm-vast-instance")
+
+    def _error(self, exc: VastApiError, what: str) -> VastError:
+        if isinstance(exc, KeyRejected):
+            return HttpStatusError(401, BAD_KEY_MSG)
+        if isinstance(exc, ApiStatusError):
+            return HttpStatusError(exc.status, f"Vast.ai {what}: {exc}", exc.body)
+        if isinstance(exc, ApiUnreachable):
+            return VastError(f"cannot reach the Vast.ai API at {self.url}: {exc.reason}")
+        return VastError(f"Vast.ai {what}: {exc}")
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body)
-        headers = {"Authorization": f"Bearer {self.key}", "Accept": "application/json"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        delay = BACKOFF_START
-        what = f"{method} {path.partition('?')[0]}"
-        for attempt in range(self.retries + 1):
-            try:
-                resp = open_url(self.url + path, method=method, data=data, headers=headers,
-                                timeout=self.timeout, http_agent="vastllm-vast-instance",
-                                validate_certs=True)
-                raw = resp.read()
-            except urllib.error.HTTPError as exc:
-                status, err_body = exc.code, exc.read() or b""
-                if status == 401:
-                    raise HttpStatusError(401, BAD_KEY_MSG) from None
-                if status in RETRYABLE and attempt < self.retries:
-                    time.sleep(delay)
-                    delay *= BACKOFF_FACTOR
-                    continue
-                try:
-                    parsed = json.loads(err_body)
-                except ValueError:
-                    parsed = None
-                raise HttpStatusError(status, f"Vast.ai {what}: "
-                                      f"{_error_detail(status, err_body)}", parsed) from None
-            except urllib.error.URLError as exc:
-                raise VastError(f"cannot reach the Vast.ai API at {self.url}: "
-                                f"{exc.reason}") from None
-            except OSError as exc:
-                raise VastError(f"cannot reach the Vast.ai API at {self.url}: {exc}") from None
-            try:
-                return json.loads(raw) if raw.strip() else {}
-            except ValueError:
-                raise VastError(f"Vast.ai {what}: the answer is not JSON") from None
-        raise VastError(f"Vast.ai {what}: no answer")  # not reached
+        try:
+            return self.api.call(method, path, body, allow_empty=True)
+        except VastApiError as exc:
+            raise self._error(exc, f"{method} {path.partition('?')[0]}") from None
 
     def instances(self) -> list[dict[str, Any]]:
-        params = {"limit": str(PAGE_LIMIT)}
-        rows: list[dict[str, Any]] = []
-        for _ in range(MAX_PAGES):
-            page = self.call("GET", LIST_PATH + "?" + urllib.parse.urlencode(params))
-            found = page.get("instances") if isinstance(page, dict) else None
-            if not isinstance(found, list):
-                raise VastError(f"Vast.ai GET {LIST_PATH}: the answer has no instance list")
-            rows.extend(_strip(r) for r in found if isinstance(r, dict) and "id" in r)
-            token = page.get("next_token")
-            if not token:
-                return rows
-            params["after_token"] = str(token)
-        raise VastError(f"Vast.ai GET {LIST_PATH}: more than {MAX_PAGES} pages")
-
-
-def _host_port(ports: Any, container_port: str) -> int | None:
-    if not isinstance(ports, dict):
-        return None
-    entries = ports.get(container_port)
-    if not isinstance(entries, list):
-        return None
-    ordered = sorted((e for e in entries if isinstance(e, dict)),
-                     key=lambda e: e.get("HostIp") != IPV4_ANY)
-    for entry in ordered:
         try:
-            return int(str(entry.get("HostPort")))
-        except (TypeError, ValueError):
-            continue
-    return None
+            rows: list[dict[str, Any]] = self.api.instances()
+        except VastApiError as exc:
+            raise self._error(exc, f"GET {LIST_PATH}") from None
+        return rows
 
 
-def ssh_endpoint(inst: dict[str, Any]) -> dict[str, Any] | None:
+def _ssh(inst: dict[str, Any]) -> dict[str, Any] | None:
     """Direct (public IP + host port of 22/tcp) when mapped, else the Vast.ai SSH proxy."""
-    direct_port = _host_port(inst.get("ports"), "22/tcp")
-    if inst.get("public_ipaddr") and direct_port:
-        return {"host": inst["public_ipaddr"], "port": direct_port, "mode": "direct"}
-    host, port = inst.get("ssh_host"), inst.get("ssh_port")
-    if host and isinstance(port, int):
-        if "jupyter" in (inst.get("image_runtype") or ""):
-            port += 1  # the proxy of Jupyter run types listens one port higher
-        return {"host": host, "port": port, "mode": "proxy"}
-    return None
+    endpoint = ssh_endpoint(inst)
+    return None if endpoint is None else dict(endpoint._asdict())
 
 
 def state_of(inst: dict[str, Any]) -> str:
@@ -316,22 +237,12 @@ def state_of(inst: dict[str, Any]) -> str:
 
 def summary(inst: dict[str, Any]) -> dict[str, Any]:
     state = state_of(inst)
-    ssh = ssh_endpoint(inst) if state == "running" else None
+    ssh = _ssh(inst) if state == "running" else None
     fields = ("id", "label", "actual_status", "intended_status", "cur_state", "status_msg",
               "gpu_name", "num_gpus", "dph_total", "geolocation")
     out = {k: inst.get(k) for k in fields}
     out.update(state=state, ssh=ssh, ready=state == "running" and ssh is not None)
     return out
-
-
-def host_name_forms(inst: dict[str, Any]) -> set[str]:
-    """Names the vastai inventory plugin may give this instance."""
-    label = inst.get("label")
-    clean = _UNSAFE_NAME.sub("-", label.strip()).strip("-") if isinstance(label, str) else ""
-    forms = {f"C.{inst['id']}"}
-    if clean:
-        forms |= {clean, f"{clean}-{inst['id']}"}
-    return forms
 
 
 def find(client: VastClient, names: list[str], host_names: bool) -> dict[str, Any]:
@@ -356,7 +267,7 @@ def offers(client: VastClient, filters: dict[str, Any]) -> dict[str, Any]:
     rows = answer.get("offers") if isinstance(answer, dict) else None
     if not isinstance(rows, list):
         raise VastError("Vast.ai POST /api/v0/bundles/: the answer has no offer list")
-    rows = [_strip(o) for o in rows if isinstance(o, dict) and o.get("id") is not None]
+    rows = [strip_strings(o) for o in rows if isinstance(o, dict) and o.get("id") is not None]
     rows.sort(key=lambda o: (o.get("dph_total") is None, o.get("dph_total") or 0))
     keep = ("id", "gpu_name", "num_gpus", "gpu_ram", "disk_space", "dph_total", "geolocation",
             "reliability2", "cuda_max_good", "machine_id")
@@ -379,7 +290,7 @@ def create(client: VastClient, offer_id: int, body: dict[str, Any], check: bool)
     new_id = answer.get("new_contract") if isinstance(answer, dict) else None
     if isinstance(answer, dict) and answer.get("success") and isinstance(new_id, int):
         return {"changed": True, "instance_id": new_id}
-    detail = _explain(answer) or json.dumps(answer)[:300]
+    detail = explain(answer) or json.dumps(answer)[:300]
     if isinstance(new_id, int):
         # a failed create can still leave an instance behind: do not pay for it
         try:
@@ -397,7 +308,7 @@ def show(client: VastClient, instance_id: int) -> dict[str, Any]:
     inst = answer.get("instances") if isinstance(answer, dict) else None
     if not isinstance(inst, dict):
         return {"changed": False, "instance": None}
-    return {"changed": False, "instance": summary(_strip(inst))}
+    return {"changed": False, "instance": summary(strip_strings(inst))}
 
 
 def destroy(client: VastClient, ids: list[int], check: bool) -> dict[str, Any]:
@@ -422,7 +333,7 @@ def main() -> None:
         argument_spec={
             "action": {"type": "str", "required": True,
                        "choices": ["find", "offers", "create", "show", "destroy"]},
-            "api_url": {"type": "str", "default": "https://console.vast.ai"},
+            "api_url": {"type": "str", "default": DEFAULT_URL},
             "api_key": {"type": "str", "required": True, "no_log": True},
             "names": {"type": "list", "elements": "str", "default": []},
             "match_host_names": {"type": "bool", "default": False},
