@@ -29,7 +29,6 @@ testinfra_hosts = ["ansible://vastllm-ollama"]
 REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/tmp"))
 OLLAMA = "http://127.0.0.1:11434"
-SDK_VENV = "/opt/vastllm-test-sdk"
 S3_PORT = 45902
 RELEASES_PORT = 45903
 
@@ -61,19 +60,6 @@ def pulls(host) -> dict[str, int]:
     stats = get_json(host, f"{OLLAMA}/__double__/stats")
     counts = stats["requests"]
     return {k[5:]: v for k, v in counts.items() if isinstance(v, int) and k.startswith("pull ")}
-
-
-@pytest.fixture(scope="module")
-def sdk(host):
-    """The official anthropic SDK in a throwaway venv on the host (from the wheelhouse)."""
-    wheelhouse = host.run("ls -d /opt/vastllm/wheelhouse/*/ | head -1").stdout.strip()
-    assert wheelhouse, "the wheelhouse copied by python_venv is missing"
-    setup = host.run(
-        f"test -x {SDK_VENV}/bin/python || (python3 -m venv {SDK_VENV} && "
-        f"{SDK_VENV}/bin/pip install -q --no-index --find-links {wheelhouse} anthropic)"
-    )
-    assert setup.rc == 0, setup.stderr
-    return f"{SDK_VENV}/bin/python"
 
 
 def ask(host, python: str, text: str) -> str:
@@ -114,6 +100,15 @@ def test_ollama_runs_supervised_with_its_settings(host):
         'OLLAMA_FLASH_ATTENTION="1"',
     ):
         assert line in text, text
+
+
+def test_check_mode_on_the_converged_host_changes_nothing(host):
+    before = pulls(host)
+    rc, out, changed = playbook("playbooks/site.yml", "--check")
+    assert rc == 0, out[-4000:]
+    assert changed == 0, out[-4000:]
+    assert "nothing is pulled in check mode" in out
+    assert pulls(host) == before
 
 
 def test_first_candidate_failed_with_no_space_and_the_second_is_active(host):
