@@ -16,10 +16,11 @@ help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 .PHONY: setup
-setup: ## Install Debian packages, start dockerd, create .venv, build the test host images
+setup: ## Install Debian packages, start dockerd, create .venv, build the test host images, preflight
 	@scripts/host-setup.sh
 	@scripts/venv.sh
 	@tests/images/build.sh >/dev/null
+	@scripts/preflight.sh
 
 .PHONY: lint
 lint: setup ## ruff, mypy (strict), yamllint, ansible-lint (production), playbook syntax

@@ -4,8 +4,9 @@
 set -euo pipefail
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-packages=(docker.io debootstrap openssh-client autossh redis-server supervisor
-          rsync zstd curl ca-certificates iproute2 procps git make)
+# the one list of the machine's Debian packages (package: commands), shared with the preflight
+mapfile -t packages < <(sed -n 's/^\([a-z0-9][a-z0-9.+-]*\):.*/\1/p' \
+    "$(dirname "$0")/debian-packages.txt")
 
 if [ "$(id -u)" != 0 ]; then
     echo "scripts/host-setup.sh needs root (it installs Debian packages and starts dockerd)" >&2

@@ -14,8 +14,10 @@ What is here:
   ``~/.config/vastai/vast_api_key``), then the legacy ``~/.vast_api_key``;
 * :class:`Client`: JSON requests with ``Authorization: Bearer``, answers 429, 502, 503 and 504
   retried with a growing pause (0.15 s, then x1.5; the API sends no ``Retry-After``), a rejected
-  key (401) never retried, and the paged ``GET /api/v1/instances/`` walk (``next_token``);
-* the description of an error answer (its body may be JSON of several shapes, or text);
+  key (401) never retried, a 429 that outlasts the retries one line saying what to do, and the
+  paged ``GET /api/v1/instances/`` walk (``next_token``; ``"instances": null`` is no instance);
+* the description of an error answer (its body may be JSON of several shapes, text, or an HTML
+  page from a proxy in front of the API: its title, never the page);
 * the SSH endpoint of an instance: direct (``public_ipaddr`` and the host port of ``22/tcp``)
   when mapped, else Vast.ai's SSH proxy (``ssh_host``:``ssh_port``, plus one for Jupyter run
   types, like the vastai CLI);
@@ -27,6 +29,7 @@ each caller puts them in its own words (a task failure, an inventory error, a tu
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -50,6 +53,9 @@ DEFAULT_TIMEOUT = 30
 IPV4_ANY = "0.0.0.0"  # noqa: S104 - a HostIp value in the API, nothing binds to it
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _ERROR_KEYS = ("error", "msg", "message", "detail")
+MAX_DETAIL = 200  # characters of a non-JSON error body kept in a message
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_HTML_TAG = re.compile(r"<[^>]*>")
 
 
 class VastApiError(Exception):
@@ -66,13 +72,21 @@ class KeyRejected(VastApiError):
 class HttpStatusError(VastApiError):
     """An error answer other than 401 (after the retries); the message is its description."""
 
-    def __init__(self, status: int, body: bytes) -> None:
-        super().__init__(error_detail(status, body))
+    def __init__(self, status: int, body: bytes, message: str | None = None) -> None:
+        super().__init__(message or error_detail(status, body))
         self.status = status
         try:
             self.body: Any = json.loads(body)  # the JSON error body, when there is one
         except ValueError:
             self.body = None
+
+
+class RateLimited(HttpStatusError):
+    """429 answers that outlasted every retry; the message says what to do."""
+
+    def __init__(self, body: bytes, tries: int) -> None:
+        super().__init__(429, body, rate_limit_message(error_detail(429, body), tries))
+        self.tries = tries
 
 
 class ApiUnreachable(VastApiError):
@@ -114,8 +128,21 @@ def explain(data: Any) -> str:
     return ": ".join(str(data[k]) for k in _ERROR_KEYS if data.get(k))
 
 
+def plain_text(status: int, text: str) -> str:
+    """A non-JSON error body as one short line: an HTML page (nginx, Cloudflare) by its title or
+    else its text without tags, whitespace collapsed, a leading copy of the status dropped
+    (``429 Too Many Requests`` -> ``Too Many Requests``), at most :data:`MAX_DETAIL` characters."""
+    if text.lstrip().startswith("<"):
+        title = _HTML_TITLE.search(text)
+        text = html.unescape(title.group(1) if title else _HTML_TAG.sub(" ", text))
+    line = " ".join(text.split())
+    if line.startswith(f"{status} "):
+        line = line[len(str(status)) + 1 :]
+    return line[:MAX_DETAIL].rstrip()
+
+
 def error_detail(status: int, body: bytes) -> str:
-    """Describe an error answer; the body may be JSON (several shapes) or plain text."""
+    """Describe an error answer; the body may be JSON (several shapes), text or an HTML page."""
     text = body.decode("utf-8", "replace").strip()
     try:
         explained = explain(json.loads(text))
@@ -123,7 +150,16 @@ def error_detail(status: int, body: bytes) -> str:
         explained = ""
     if explained:
         return f"HTTP {status} {explained}"
-    return f"HTTP {status} {text[:200]}" if text else f"HTTP {status}"
+    line = plain_text(status, text)
+    return f"HTTP {status} {line}" if line else f"HTTP {status}"
+
+
+def rate_limit_message(detail: str, tries: int) -> str:
+    """One line for a 429 that outlasted the retries: the answer and what to do."""
+    return (
+        f"Vast.ai API rate limit ({detail}) persisted after {tries} "
+        f"{'try' if tries == 1 else 'tries'}: wait a minute and retry, or lower the request rate"
+    )
 
 
 # -- the API key -----------------------------------------------------------------------------
@@ -212,6 +248,8 @@ class Client:
                     time.sleep(delay)
                     delay *= BACKOFF_FACTOR
                     continue
+                if status == 429:
+                    raise RateLimited(err_body, attempt + 1) from None
                 raise HttpStatusError(status, err_body) from None
             except urllib.error.URLError as exc:
                 raise ApiUnreachable(exc.reason) from None
@@ -227,7 +265,8 @@ class Client:
 
     def instances(self) -> list[dict[str, Any]]:
         """Every instance of the account (``GET /api/v1/instances/``, all pages), strings
-        stripped."""
+        stripped. ``"instances": null`` (the answer once the account's last instance is
+        destroyed) is an empty page, as in the vastai client; a page without the key is not."""
         params = {"limit": str(PAGE_LIMIT)}
         rows: list[dict[str, Any]] = []
         for _ in range(MAX_PAGES):
@@ -235,6 +274,8 @@ class Client:
             if not isinstance(page, dict):
                 raise BadAnswer("the answer is not a JSON object")
             found = page.get("instances")
+            if found is None and "instances" in page:
+                found = []
             if not isinstance(found, list):
                 raise BadAnswer("the answer has no instance list")
             rows.extend(strip_strings(r) for r in found if isinstance(r, dict) and "id" in r)

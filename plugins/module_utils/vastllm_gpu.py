@@ -323,7 +323,8 @@ def parse_table(text: str) -> SmiReport:
     Handles the <= 460 79-column layout, 550/555 (``|---`` under the header), 580+ (``+---``),
     Windows (``Driver-Model``/``WDDM``) and 610's ``KMD Version``/``CUDA UMD Version`` header.
     The table shows no reserved memory, so ``free`` here is total minus used. Names may be
-    truncated with ``...``.
+    truncated with ``...``. When the header has a third line ``MIG M.``, the last cell of each
+    GPU's third line is its MIG mode (``Enabled``/``Disabled``; ``N/A`` is None).
     """
     versions = Versions()
     header = _TABLE_HEADER.search(text)
@@ -336,13 +337,16 @@ def parse_table(text: str) -> SmiReport:
     gpus: list[Gpu] = []
     block: list[str] = []  # header lines since the last rule line
     in_section = False
+    has_mig_line = False
     current: Gpu | None = None
+    row = 0  # line of the current GPU's block: 1 name, 2 memory, 3 MIG mode
     for line in text.splitlines():
         stripped = line.strip()
         if not in_section:
             if stripped.startswith("|="):
                 joined = " ".join(block)
                 in_section = "Name" in joined and "Memory-Usage" in joined
+                has_mig_line = "MIG M." in joined
             elif stripped.startswith("+") or stripped.startswith("|-"):
                 block = []
             else:
@@ -359,17 +363,28 @@ def parse_table(text: str) -> SmiReport:
         if match and current is None:
             current = Gpu(index=int(match.group("index")), name=match.group("name").strip())
             gpus.append(current)
+            row = 1
             continue
-        if current is not None:
-            memory = _TABLE_MEMORY_CELL.search(cells[1])
-            if memory:
-                used, total = int(memory.group("used")), int(memory.group("total"))
-                current.memory_used_mib = used
-                current.memory_total_mib = total
-                current.memory_free_mib = max(total - used, 0)
-            # otherwise "Not Supported" / "N/A": memory stays None
+        if current is None:
+            continue
+        row += 1
+        if row == 2:
+            _read_table_memory(current, cells[1])
+        if row == 3 and has_mig_line:
+            current.mig_mode = clean_value(cells[2])
+        if row >= 3 or not has_mig_line:
             current = None
     return SmiReport(versions=versions, gpus=gpus)
+
+
+def _read_table_memory(gpu: Gpu, cell: str) -> None:
+    """``59MiB /  81559MiB``; "Not Supported" / "N/A" leave the memory None."""
+    memory = _TABLE_MEMORY_CELL.search(cell)
+    if memory:
+        used, total = int(memory.group("used")), int(memory.group("total"))
+        gpu.memory_used_mib = used
+        gpu.memory_total_mib = total
+        gpu.memory_free_mib = max(total - used, 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -788,6 +803,7 @@ def probe_nvidia_smi(runner: Runner, nvidia_smi: str, cuda_version: str | None =
                     probe.cuda_version_source = SOURCE_XML
                 if gpus is None:
                     gpus, probe.source = report.gpus, SOURCE_XML
+                    probe.warnings.extend(_xml_count_warnings(report))
 
     for args, parser, label in (
         (("-q",), parse_q_text, "nvidia-smi-q"),
@@ -831,6 +847,17 @@ def probe_nvidia_smi(runner: Runner, nvidia_smi: str, cuda_version: str | None =
     probe.failure = None
     probe.gpus = gpus
     return probe
+
+
+def _xml_count_warnings(report: SmiReport) -> list[str]:
+    """A warning when ``<attached_gpus>`` counts more GPUs than the XML describes."""
+    described = len(report.gpus)
+    if report.attached_gpus is None or report.attached_gpus <= described:
+        return []
+    return [
+        f"nvidia-smi -q -x says {report.attached_gpus} GPUs are attached but describes "
+        f"{described}; only the described ones are reported"
+    ]
 
 
 def _failed(probe: GpuProbe) -> GpuProbe:

@@ -10,16 +10,23 @@ from typing import Any
 import pytest
 
 from tests.cascade import recorded
+from tests.support import FIXTURES
 from vastllm.cascade.candidates import Candidate, default_candidates
 from vastllm.cascade.chat import OllamaChat, OpenAIChat
 from vastllm.cascade.errors import CascadeError, EngineError
 from vastllm.cascade.facts import capacity_from_facts
-from vastllm.cascade.ollama import OllamaEngine
+from vastllm.cascade.ollama import OllamaEngine, pull_error_reason
 from vastllm.cascade.progress import PullProgress
 from vastllm.cascade.select import CascadeOptions, CascadeResult, run_cascade
 from vastllm.cascade.smoke import run_smoke
 
 FIXED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+RECORDED = FIXTURES / "ollama-api"
+STREAM_CUT = "pull model manifest: 200: stream error: stream ID 3; NO_ERROR; received from peer"
+PROXY_HINT = (
+    "the registry connection was cut mid-stream, typical behind a corporate proxy: check the "
+    "proxy settings (HTTPS_PROXY / NO_PROXY of the ollama service, ollama_extra_env) and retry"
+)
 
 
 def cascade(
@@ -227,3 +234,66 @@ def test_unreachable_engine_is_a_reason_not_a_crash(tmp_path: Path) -> None:
             CascadeOptions(active_file=tmp_path / "a.json"),
         )
     assert "cannot reach http://127.0.0.1:" in caught.value.reasons[0][1]
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        # the recorded CLI line (ollama#4981) and what /api/pull streams for it
+        ((RECORDED / "pull_cli_error_http2-stream-error_corporate-proxy_ollama-issue-4981.txt")
+         .read_text().strip(),
+         f"pull failed: network error (Error: {STREAM_CUT}): {PROXY_HINT}"),
+        (STREAM_CUT, f"pull failed: network error ({STREAM_CUT}): {PROXY_HINT}"),
+        ("max retries exceeded: EOF", "pull failed: network error (max retries exceeded: EOF)"),
+        ("pull model manifest: file does not exist",
+         "pull failed: the registry has no such model (pull model manifest: file does not exist)"),
+        ("write /m/x-partial: no space left on device",
+         "pull failed: no space left on device (write /m/x-partial: no space left on device)"),
+    ],
+)  # fmt: skip
+def test_pull_error_reasons(message: str, reason: str) -> None:
+    assert pull_error_reason(message) == reason
+
+
+def test_stream_error_on_pull_is_a_network_reason_with_a_hint(
+    start_double: Any, tmp_path: Path
+) -> None:
+    double = start_double(pull_fail="stream")
+    with pytest.raises(CascadeError) as caught:
+        cascade(double, recorded.h100(), tmp_path, [Candidate("qwen2.5-coder:7b")])
+    assert caught.value.reasons == [
+        ("qwen2.5-coder:7b", f"pull failed: network error ({STREAM_CUT}): {PROXY_HINT}")
+    ]
+
+
+def test_chat_404_for_a_model_not_pulled_says_so(start_double: Any) -> None:
+    double = start_double()  # nothing pulled: /api/chat answers 404 "model '...' not found"
+    not_pulled = (
+        "smoke test: chat failed: the model qwen2.5-coder:7b is not pulled on this host "
+        "(HTTP 404: model {}qwen2.5-coder:7b{} not found{}): pull it, or let recovery pull it "
+        "(vastllm recover)"
+    )
+    native = run_smoke(OllamaChat(double.url), "qwen2.5-coder:7b", 8192, num_ctx=8192)
+    assert (native.reason, native.checks) == (not_pulled.format("'", "'", ""), ())
+    openai = run_smoke(OpenAIChat(double.url + "/v1"), "qwen2.5-coder:7b", 8192, num_ctx=None)
+    assert openai.reason == not_pulled.format('"', '"', ", try pulling it first")
+    for reason in (native.reason, openai.reason):
+        assert "registry" not in str(reason)
+
+
+def test_chat_404_in_the_recorded_older_wording(start_double: Any) -> None:
+    body = json.loads(
+        (RECORDED / "chat_error_404_model-not-found-try-pulling_v0.1.32_ollama-issue-3876.json")
+        .read_text()
+    )
+    double = start_double(["llama3"], fail_status=404, fail_message=body["error"])
+    result = run_smoke(OllamaChat(double.url), "llama3", 8192, num_ctx=8192)
+    assert result.reason == (
+        "smoke test: chat failed: the model llama3 is not pulled on this host (HTTP 404: model "
+        "'llama3' not found, try pulling it first): pull it, or let recovery pull it "
+        "(vastllm recover)"
+    )
+    double.config(fail_status=404, fail_message="no route")  # a 404 that names no model
+    other = run_smoke(OllamaChat(double.url), "llama3", 8192, num_ctx=8192)
+    assert str(other.reason).startswith("smoke test: chat failed: HTTP 404 from POST ")
+    assert str(other.reason).endswith("/api/chat: no route")

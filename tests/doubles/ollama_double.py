@@ -23,7 +23,8 @@ Knobs (``OLLAMA_DOUBLE_CONFIG`` = JSON at start, or ``POST /__double__/config`` 
 ``reply_template``, ``token_delay`` (s per streamed token), ``first_token_delay``, ``hang``
 (generation endpoints never answer while true), ``fail_status`` + ``fail_message`` (generation
 endpoints answer that error), ``fail_after_tokens`` (stream an ``{"error"}`` line after N tokens),
-``pull_fail`` (``no_space`` | ``network`` | ``dns``), ``pull_fail_only`` (names whose pulls fail;
+``pull_fail`` (``no_space`` | ``network`` | ``dns`` | ``stream``: the HTTP/2 stream error seen
+behind corporate proxies), ``pull_fail_only`` (names whose pulls fail;
 null = every pull), ``pull_step_delay``, ``pullable`` (names
 the fake registry has; null = any), ``vram_bytes`` (``size_vram`` in /api/ps; null = all in VRAM),
 ``context_length`` (default num_ctx), ``model_context_length`` (native context in /api/show),
@@ -733,6 +734,9 @@ class Handler(BaseHTTPRequestHandler):
         if fail == "dns":
             return ('pull model manifest: Get "https://%s/v2/%s/%s/manifests/%s": dial tcp: '
                     "lookup %s: no such host" % (host, ns, model, tag, host))
+        if fail == "stream":  # ollama/ollama issue #4981
+            return ("pull model manifest: 200: stream error: stream ID 3; NO_ERROR; "
+                    "received from peer")
         pullable = knobs["pullable"]
         if pullable is not None and display_name(name) not in [display_name(p) for p in pullable]:
             return "pull model manifest: file does not exist"

@@ -48,7 +48,7 @@ def test_health_says_loading_until_the_model_is_ready(
         first = srv.health()
     assert first is not None, srv.log()
     code, body = first
-    assert (code, body["status"]) == (503, "loading")
+    assert (code, body["status"], body["healthy"]) == (503, "loading", False)
     assert body["model"] == test_model_dir.name  # default served id: the directory's name
     assert body["device"] is None
     assert body["queue"]["active"] == 0

@@ -143,6 +143,14 @@ def test_all_in_vram_is_gpu_and_ok(strict: Proxy, ollama: OllamaDouble) -> None:
         "vram_fraction": 1.0,
     }
     assert vram_gauge(strict, ACTIVE) == 1.0
+    # the first seed's fields: Ollama tells the VRAM its models take, not the GPU or its total
+    in_vram = sum(m["size_vram"] for m in res["models"])
+    assert {k: body[k] for k in ("healthy", "gpu", "vram_used", "vram_total")} == {
+        "healthy": True,
+        "gpu": None,
+        "vram_used": f"{in_vram / 1024**3:.2f} GB",
+        "vram_total": None,
+    }
 
 
 def test_half_in_vram_is_partial_and_degraded(strict: Proxy, ollama: OllamaDouble) -> None:
@@ -151,6 +159,7 @@ def test_half_in_vram_is_partial_and_degraded(strict: Proxy, ollama: OllamaDoubl
     status, body = health(strict)
     assert status == 200  # degraded keeps HTTP 200, as for Redis down
     assert body["status"] == "degraded"
+    assert body["healthy"] is False
     m = loaded(residency(body), ACTIVE)
     assert (m["size"], m["size_vram"], m["state"]) == (size, size // 2, "partial")
     assert m["vram_fraction"] == pytest.approx(0.5, abs=0.01)
@@ -263,6 +272,7 @@ def test_ollama_down_is_unhealthy_as_before(workdir: Path, active_file: Path) ->
             "active_model": None,
         }
         assert any(r.startswith("upstream main is unhealthy") for r in body["reasons"])
+        assert (body["healthy"], body["vram_used"]) == (False, None)  # not asked: unknown
         metrics = httpx.get(p.url + "/metrics").text
         assert 'vastllm_proxy_upstream_up{upstream="main"} 0' in metrics
         assert "vastllm_proxy_upstream_model_vram_fraction{" not in metrics

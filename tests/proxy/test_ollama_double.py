@@ -225,6 +225,7 @@ def test_cli_pull_list_ps_create_version(fresh: OllamaDouble, tmp_path: Path) ->
         ({"pull_fail": "no_space"}, "no space left on device"),
         ({"pull_fail": "network"}, "max retries exceeded: EOF"),
         ({"pull_fail": "dns"}, "no such host"),
+        ({"pull_fail": "stream"}, "200: stream error: stream ID 3; NO_ERROR; received from peer"),
         ({"pullable": ["llama3.2"]}, "pull model manifest: file does not exist"),
     ],
 )

@@ -549,6 +549,34 @@ def test_smi_xml_gives_devices_when_csv_fails(tmp_path: Path) -> None:
     assert ("-q",) not in runner.calls
 
 
+def test_smi_table_reads_the_mig_mode(tmp_path: Path) -> None:
+    # only the default table answers on this host: its MIG M. cell is the MIG mode
+    runner = FakeRunner(smi_answers(
+        table=read("table_1x-h100-80gb-hbm3-mig-enabled_driver-590.48.01.txt"),
+    ))  # fmt: skip
+    facts = run_collect(tmp_path, runner)
+    assert (facts["mode"], facts["source"]) == ("gpu", "nvidia-smi-table")
+    assert facts["gpus"][0]["mig_mode"] == "Enabled"
+    assert "1x NVIDIA H100 80GB HBM3 (81559 MiB, MIG enabled)" in facts["summary"]
+
+
+def test_smi_xml_with_more_attached_gpus_than_described_warns(tmp_path: Path) -> None:
+    # CONSTRUCTED: INDEX.md fact 6 (a recorded XML says attached_gpus 4 and describes one GPU)
+    text = read("q-x_1x-a100-sxm4-40gb-mig_driver-510.47.03.xml").replace(
+        "<attached_gpus>1</attached_gpus>", "<attached_gpus>4</attached_gpus>"
+    )
+    facts = run_collect(tmp_path, FakeRunner(smi_answers(xml=text)))
+    assert (facts["mode"], facts["source"], facts["gpu_count"]) == ("gpu", "nvidia-smi-xml", 1)
+    assert gpu_rows(facts) == [(0, "NVIDIA A100-SXM4-40GB", 40960, 38, 40315)]
+    assert facts["warnings"] == [
+        "nvidia-smi -q -x says 4 GPUs are attached but describes 1; only the described ones "
+        "are reported"
+    ]
+    same = run_collect(tmp_path, FakeRunner(smi_answers(
+        xml=read("q-x_1x-a100-sxm4-40gb-mig_driver-510.47.03.xml"))))  # fmt: skip
+    assert same["warnings"] == []
+
+
 def test_smi_xml_gives_cuda_version_after_csv(tmp_path: Path) -> None:
     # CONSTRUCTED CSV: the recorded T4 XML's values in --query-gpu form (no CSV was recorded)
     csv_text = (

@@ -353,6 +353,60 @@ def test_table_fixture(name: str) -> None:
     check_table(read(name), TABLE_EXPECTED[name])
 
 
+# file -> the MIG M. cell of each GPU's third line, read off the file (N/A -> None)
+TABLE_MIG_EXPECTED = {
+    "table_1x-h100-80gb-hbm3-mig-enabled_driver-590.48.01.txt": ["Enabled"],
+    "table_1x-h100-80gb-hbm3_driver-590.48.01.txt": ["Disabled"],
+    "table_1x-rtx-a5000-wsl2_nvsmi-555.42.03_driver-555.85.txt": [None],
+    "table_1x-rtx2080super-windows_driver-610.62_KMD-UMD-header.txt": [None],
+    "table_1x-rtx2080super_driver-610.57.04_KMD-UMD-header.txt": [None],
+    "table_2x-rtx4090_driver-550.90.07_partial-no-processes.txt": [None, None],
+}
+
+
+def test_every_table_fixture_has_its_mig_modes() -> None:
+    assert sorted(TABLE_MIG_EXPECTED) == sorted(TABLE_EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(TABLE_MIG_EXPECTED))
+def test_table_mig_mode(name: str) -> None:
+    report = gpu.parse_table(read(name))
+    assert [g.mig_mode for g in report.gpus] == TABLE_MIG_EXPECTED[name]
+
+
+def test_table_mig_mode_per_gpu() -> None:
+    # CONSTRUCTED from the 2x RTX 4090 table: the second GPU's MIG M. cell set to Enabled
+    lines = read("table_2x-rtx4090_driver-550.90.07_partial-no-processes.txt").splitlines()
+    mig_rows = [i for i, line in enumerate(lines) if line.endswith("N/A |")]
+    assert len(mig_rows) == 2
+    lines[mig_rows[1]] = lines[mig_rows[1]].replace("    N/A |", "Enabled |")
+    report = gpu.parse_table("\n".join(lines))
+    assert [(g.index, g.mig_mode, g.memory_total_mib) for g in report.gpus] == [
+        (0, None, 24564), (1, "Enabled", 24564)]
+
+
+def test_table_without_mig_line_reads_no_mig_mode() -> None:
+    # CONSTRUCTED: a two-line header (no "MIG M." line) and GPU blocks of two lines; the last
+    # cell of the memory line is Compute M., not a MIG mode
+    text = """\
++-----------------------------------------------------------------------------+
+| NVIDIA-SMI 418.43       Driver Version: 418.43       CUDA Version: 10.1     |
+|-------------------------------+----------------------+----------------------+
+| GPU  Name        Persistence-M| Bus-Id        Disp.A | Volatile Uncorr. ECC |
+| Fan  Temp  Perf  Pwr:Usage/Cap|         Memory-Usage | GPU-Util  Compute M. |
+|===============================+======================+======================|
+|   0  Graphics Device     Off  | 00000000:01:00.0 Off |                  N/A |
+| 31%   34C    P8     9W / 120W |      0MiB /  5912MiB |      0%      Default |
++-------------------------------+----------------------+----------------------+
+|   1  Graphics Device     Off  | 00000000:02:00.0 Off |                  N/A |
+| 31%   34C    P8     9W / 120W |      5MiB /  5912MiB |      0%      Default |
++-------------------------------+----------------------+----------------------+
+"""
+    report = gpu.parse_table(text)
+    assert [(g.index, g.memory_used_mib, g.mig_mode) for g in report.gpus] == [
+        (0, 0, None), (1, 5, None)]
+
+
 def test_table_wsl2_driver_differs_from_nvidia_smi() -> None:
     report = gpu.parse_table(read("table_1x-rtx-a5000-wsl2_nvsmi-555.42.03_driver-555.85.txt"))
     assert report.versions.driver_version == "555.85"

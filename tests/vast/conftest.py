@@ -67,20 +67,23 @@ class Env:
         return path
 
     def inventory(self, config: dict[str, Any], name: str = "test.vast.yml",
-                  env: dict[str, str] | None = None) -> Run:
-        """Write config (plugin and api_url added) and run ansible-inventory --list on it."""
+                  env: dict[str, str] | None = None, repo_config: bool = False) -> Run:
+        """Write config (plugin and api_url added) and run ansible-inventory --list on it, with
+        only the plugins it needs enabled, or with the repository's ansible.cfg as it is."""
         path = self.tmp / name
         path.write_text(yaml.safe_dump({"plugin": "vastai", "api_url": self.api.url, **config}))
         run_env = {k: v for k, v in os.environ.items()
                    if not k.startswith(("ANSIBLE_", "VAST_")) and k != "XDG_CONFIG_HOME"}
-        run_env.update(
-            HOME=str(self.home),
-            ANSIBLE_INVENTORY_ENABLED="vastai,ansible.builtin.yaml",
-            ANSIBLE_INVENTORY_PLUGINS=str(REPO / "plugins" / "inventory"),
-            ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED="true",
-            ANSIBLE_LOCAL_TEMP=str(self.tmp / "ansible-tmp"),
-            NO_COLOR="1",
-        )
+        run_env.update(HOME=str(self.home), ANSIBLE_LOCAL_TEMP=str(self.tmp / "ansible-tmp"),
+                       NO_COLOR="1")
+        if repo_config:
+            run_env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
+        else:
+            run_env.update(
+                ANSIBLE_INVENTORY_ENABLED="vastai,ansible.builtin.yaml",
+                ANSIBLE_INVENTORY_PLUGINS=str(REPO / "plugins" / "inventory"),
+                ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED="true",
+            )
         run_env.update(env or {})
         proc = subprocess.run([str(ANSIBLE_INVENTORY), "-i", str(path), "--list"], cwd=REPO,
                               env=run_env, capture_output=True, text=True, timeout=60, check=False)

@@ -19,6 +19,7 @@ BAD_KEY_MSG = (
 )
 RATE_LIMITED = "API requests too frequent: endpoint threshold=1.0"
 ID = {n: FIRST_ID + n for n in range(33)}
+AUTO_PLUGIN = "ansible_collections.ansible.builtin.plugins.inventory.auto"
 
 
 def test_lists_every_running_instance_with_its_ssh_endpoint(vast: Env) -> None:
@@ -133,6 +134,40 @@ def test_rate_limit_retries_are_bounded(vast: Env) -> None:
     assert run.rc != 0
     assert "HTTP 429 API requests too frequent" in run.stderr
     assert len(vast.list_requests()) == 3
+
+
+def test_account_without_instances_is_an_empty_inventory(vast: Env) -> None:
+    # the Vast.ai answer once the account's last instance is destroyed
+    vast.state.fail_next = [[200, {"instances": None}, "application/json"]]
+    run = vast.inventory({"api_key": KEY}, name="test.vastai.yml", repo_config=True)
+    assert run.rc == 0, run.stderr
+    inv = run.inventory
+    assert inv["_meta"]["hostvars"] == {}
+    assert [g for g, v in inv.items() if v.get("hosts")] == []
+    assert len(vast.list_requests()) == 1
+
+
+def test_repository_config_parses_a_failing_source_once(vast: Env) -> None:
+    # ansible.cfg's enable_plugins: ansible.builtin.auto would run the plugin a second time
+    run = vast.inventory({}, name="test.vastai.yml", env={"VAST_API_KEY": "wrong-secret-key"},
+                         repo_config=True)
+    assert run.rc != 0
+    assert BAD_KEY_MSG in run.stderr
+    assert AUTO_PLUGIN not in run.stderr
+    assert len(vast.list_requests()) == 1
+
+    nginx_429 = ("<html>\r\n<head><title>429 Too Many Requests</title></head>\r\n<body>\r\n"
+                 "<center><h1>429 Too Many Requests</h1></center>\r\n"
+                 "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
+    vast.state.fail_next = [[429, nginx_429, "text/html"]] * 10
+    run = vast.inventory({"api_key": KEY, "retries": 2}, name="test.vastai.yml",
+                         repo_config=True)
+    assert run.rc != 0
+    assert len(vast.list_requests()) == 1 + 3
+    assert ("Vast.ai API rate limit (HTTP 429 Too Many Requests) persisted after 3 tries: wait a "
+            "minute and retry, or lower the request rate") in " ".join(run.stderr.split())
+    for html in ("<html>", "<title>", "</", "nginx"):
+        assert html not in run.stderr
 
 
 def test_example_config_with_cache_serves_second_run_without_requests(vast: Env) -> None:

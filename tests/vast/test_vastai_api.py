@@ -20,6 +20,10 @@ from tests.support import REPO, free_port
 SOURCE = REPO / "plugins" / "module_utils" / "vastai_api.py"
 KEY = "test-vast-key"
 RATE_LIMITED = "API requests too frequent: endpoint threshold=1.0"
+# nginx's built-in 429 page (ngx_http_special_response.c), what a proxy in front of an API sends
+NGINX_429 = ("<html>\r\n<head><title>429 Too Many Requests</title></head>\r\n<body>\r\n"
+             "<center><h1>429 Too Many Requests</h1></center>\r\n<hr><center>nginx</center>\r\n"
+             "</body>\r\n</html>\r\n")
 ID = {n: FIRST_ID + n for n in range(33)}
 
 
@@ -134,6 +138,15 @@ def test_host_names_and_the_forms_that_match_them(api: ModuleType) -> None:
         (404, b'{"success": false}', 'HTTP 404 {"success": false}'),
         (500, b"x" * 300, "HTTP 500 " + "x" * 200),
         (502, b"", "HTTP 502"),
+        # an HTML page is its title, a text body one line; no copy of the status number
+        (429, NGINX_429.encode(), "HTTP 429 Too Many Requests"),
+        (503, b"<!DOCTYPE html><html><body><h1>Down  for\n maintenance</h1><p>soon</p>",
+         "HTTP 503 Down for maintenance soon"),
+        (503, b"<html><body>" + b"<p>down</p>" * 99, "HTTP 503 " + " ".join(["down"] * 40)),
+        (502, b"<html><head><title>api.example &amp; co | 502: Bad gateway</title>",
+         "HTTP 502 api.example & co | 502: Bad gateway"),
+        (504, b"504 Gateway Time-out\r\nupstream timed out\r\n",
+         "HTTP 504 Gateway Time-out upstream timed out"),
     ],
 )
 def test_error_detail(api: ModuleType, status: int, body: bytes, expected: str) -> None:
@@ -213,10 +226,33 @@ def test_retries_are_bounded(api: ModuleType, double: VastApiDouble) -> None:
     double.state.fail_next = [[429, RATE_LIMITED, "text/plain"]] * 5
     with pytest.raises(api.HttpStatusError) as caught:
         api.Client(double.url, KEY, retries=2).instances()
-    assert caught.value.status == 429
-    assert str(caught.value) == f"HTTP 429 {RATE_LIMITED}"
+    assert isinstance(caught.value, api.RateLimited)
+    assert (caught.value.status, caught.value.tries) == (429, 3)
+    assert str(caught.value) == (
+        f"Vast.ai API rate limit (HTTP 429 {RATE_LIMITED}) persisted after 3 tries: "
+        "wait a minute and retry, or lower the request rate")
     assert caught.value.body is None  # not JSON
     assert double.state.count("GET", api.LIST_PATH) == 3
+
+
+def test_a_persistent_429_page_is_one_line_without_html(
+    api: ModuleType, double: VastApiDouble
+) -> None:
+    double.state.fail_next = [[429, NGINX_429, "text/html"]] * 2
+    retried: list[str] = []
+    client = api.Client(double.url, KEY, retries=0, on_retry=lambda d, p: retried.append(d))
+    with pytest.raises(api.RateLimited) as caught:
+        client.instances()
+    assert str(caught.value) == (
+        "Vast.ai API rate limit (HTTP 429 Too Many Requests) persisted after 1 try: "
+        "wait a minute and retry, or lower the request rate")
+    assert retried == []
+    double.state.fail_next = [[429, NGINX_429, "text/html"], [502, NGINX_429, "text/html"]]
+    with pytest.raises(api.HttpStatusError) as other:
+        api.Client(double.url, KEY, retries=1, on_retry=lambda d, p: retried.append(d)).instances()
+    assert retried == ["HTTP 429 Too Many Requests"]  # the retry log line has no HTML either
+    assert not isinstance(other.value, api.RateLimited)
+    assert str(other.value) == "HTTP 502 429 Too Many Requests"  # the page's title, as it is
 
 
 def test_a_rejected_key_is_not_retried_and_not_shown(
@@ -254,8 +290,9 @@ def test_a_json_body_goes_as_json(api: ModuleType, double: VastApiDouble) -> Non
         ([200, "<html>maintenance</html>", "text/html"], "the answer is not JSON"),
         ([200, "", "application/json"], "the answer is not JSON"),
         ([200, [1, 2], "application/json"], "the answer is not a JSON object"),
-        ([200, {"success": True, "instances": None}, "application/json"],
+        ([200, {"success": True, "instances_found": 0}, "application/json"],
          "the answer has no instance list"),
+        ([200, {"instances": "none"}, "application/json"], "the answer has no instance list"),
     ],
 )
 def test_answers_of_the_wrong_shape(
@@ -265,6 +302,15 @@ def test_answers_of_the_wrong_shape(
     with pytest.raises(api.BadAnswer) as caught:
         api.Client(double.url, KEY).instances()
     assert str(caught.value) == message
+
+
+def test_instances_null_is_an_account_without_instances(
+    api: ModuleType, double: VastApiDouble
+) -> None:
+    # the answer once the account's last instance is destroyed; the vastai client reads [] too
+    double.state.fail_next = [[200, {"instances": None}, "application/json"]]
+    assert api.Client(double.url, KEY).instances() == []
+    assert double.state.count("GET", api.LIST_PATH) == 1
 
 
 def test_an_empty_answer_is_allowed_when_asked(api: ModuleType, double: VastApiDouble) -> None:

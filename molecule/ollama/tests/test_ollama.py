@@ -86,6 +86,12 @@ def test_ollama_is_installed_from_the_tarball_and_answers(host):
     assert "tcp://0.0.0.0:11434" not in [str(s) for s in host.socket.get_listening_sockets()]
 
 
+def test_zstd_was_installed_from_empty_minutes_old_package_lists(host):
+    # prepare.yml emptied /var/lib/apt/lists and touched it: system_packages updated them anyway
+    assert host.package("zstd").is_installed
+    assert host.run("ls /var/lib/apt/lists | grep -c _Packages").stdout.strip() not in ("", "0")
+
+
 def test_ollama_runs_supervised_with_its_settings(host):
     status = host.run("supervisorctl status vastllm-ollama").stdout
     assert "RUNNING" in status, status

@@ -7,6 +7,15 @@ class EngineError(Exception):
     """An engine step (pull, fetch, chat, status) failed; ``str()`` is the human reason."""
 
 
+class HttpStatusError(EngineError):
+    """An HTTP error answer: ``status`` and ``detail``, the server's own error text."""
+
+    def __init__(self, message: str, status: int, detail: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+
+
 class UsageError(Exception):
     """Bad input: a candidate list, facts file or option that cannot be used."""
 

@@ -8,7 +8,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from vastllm.cascade.errors import EngineError
+from vastllm.cascade.errors import EngineError, HttpStatusError
 
 
 def _error_text(raw: bytes) -> str:
@@ -41,8 +41,9 @@ def open_url(
     try:
         return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - checked above
     except urllib.error.HTTPError as exc:
-        raise EngineError(
-            f"HTTP {exc.code} from {method} {url}: {_error_text(exc.read())}"
+        detail = _error_text(exc.read())
+        raise HttpStatusError(
+            f"HTTP {exc.code} from {method} {url}: {detail}", exc.code, detail
         ) from exc
     except TimeoutError as exc:
         raise EngineError(f"no answer from {method} {url} within {timeout:g} s") from exc

@@ -14,6 +14,12 @@ from vastllm.cascade.progress import ProgressFn, PullProgress
 from vastllm.cascade.units import gb
 
 DEFAULT_URL = "http://127.0.0.1:11434"
+# "pull model manifest: 200: stream error: stream ID 3; NO_ERROR; received from peer": an HTTP/2
+# stream to the registry cut by something in between, typically a corporate proxy (ollama#4981)
+STREAM_CUT_HINT = (
+    "the registry connection was cut mid-stream, typical behind a corporate proxy: check the "
+    "proxy settings (HTTPS_PROXY / NO_PROXY of the ollama service, ollama_extra_env) and retry"
+)
 
 
 def pull_error_reason(message: str) -> str:
@@ -21,6 +27,8 @@ def pull_error_reason(message: str) -> str:
     lowered = message.lower()
     if "no space left on device" in lowered:
         return f"pull failed: no space left on device ({message})"
+    if "stream error" in lowered:
+        return f"pull failed: network error ({message}): {STREAM_CUT_HINT}"
     if "file does not exist" in lowered or "not found" in lowered:
         return f"pull failed: the registry has no such model ({message})"
     if "no such host" in lowered or "dial tcp" in lowered or "max retries" in lowered:

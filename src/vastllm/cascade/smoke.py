@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vastllm.cascade.chat import ChatClient, ChatReply
-from vastllm.cascade.errors import EngineError
+from vastllm.cascade.errors import EngineError, HttpStatusError
 
 CHARS_PER_TOKEN = 4
 FILLER = "The quick brown fox jumps over the lazy dog while the cat watches the river. "
@@ -64,11 +64,29 @@ class SmokeResult:
         return self.reason is None
 
 
+# Ollama's 404 for a model it does not have: "model 'NAME' not found" (older servers add ", try
+# pulling it first"; its OpenAI routes quote the name with double quotes)
+_MODEL_NOT_FOUND = re.compile(r"""model ['"](?P<name>[^'"]+)['"] not found""")
+
+
+def chat_error_reason(exc: EngineError) -> str:
+    """A failed chat in words. A 404 naming the model means it is not pulled on this host, not
+    that the registry lacks it: it is never read as a pull error."""
+    if isinstance(exc, HttpStatusError) and exc.status == 404:
+        found = _MODEL_NOT_FOUND.search(exc.detail)
+        if found:
+            return (
+                f"the model {found['name']} is not pulled on this host (HTTP 404: {exc.detail}): "
+                "pull it, or let recovery pull it (vastllm recover)"
+            )
+    return str(exc)
+
+
 def _call(fn: Callable[[], ChatReply], what: str) -> ChatReply:
     try:
         return fn()
     except EngineError as exc:
-        raise SmokeFailure(f"{what}: {exc}") from exc
+        raise SmokeFailure(f"{what}: {chat_error_reason(exc)}") from exc
 
 
 class SmokeFailure(Exception):

@@ -50,8 +50,16 @@ def dtype_name(dtype: torch.dtype) -> str:
 @dataclass(frozen=True)
 class GpuInfo:
     name: str
-    used_mib: int
-    total_mib: int
+    used_bytes: int
+    total_bytes: int
+
+    @property
+    def used_mib(self) -> int:
+        return self.used_bytes // MIB
+
+    @property
+    def total_mib(self) -> int:
+        return self.total_bytes // MIB
 
 
 def gpu_info(device: str | None) -> GpuInfo | None:
@@ -67,4 +75,4 @@ def gpu_info(device: str | None) -> GpuInfo | None:
         name = torch.cuda.get_device_name(device)
     except (RuntimeError, AssertionError):
         return None
-    return GpuInfo(name=name, used_mib=(total - free) // MIB, total_mib=total // MIB)
+    return GpuInfo(name=name, used_bytes=total - free, total_bytes=total)

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 
 from vastllm.model_api.deps import RuntimeDep
 from vastllm.model_api.schemas import Health, QueueStats
+from vastllm.seed_health import seed_size
 
 router = APIRouter()
 
@@ -19,6 +20,7 @@ def health_of(runtime: RuntimeDep) -> Health:
     scheduler = runtime.scheduler
     return Health(
         status=runtime.status,
+        healthy=runtime.status == "ready",
         reason=runtime.reason,
         model=runtime.model_id,
         model_path=str(runtime.settings.model_path),
@@ -27,6 +29,9 @@ def health_of(runtime: RuntimeDep) -> Health:
         gpu_name=gpu.name if gpu else None,
         vram_used_mib=gpu.used_mib if gpu else None,
         vram_total_mib=gpu.total_mib if gpu else None,
+        gpu=gpu.name if gpu else None,
+        vram_used=seed_size(gpu.used_bytes) if gpu else None,
+        vram_total=seed_size(gpu.total_bytes) if gpu else None,
         uptime_s=runtime.uptime_s,
         queue=QueueStats(
             active=scheduler.active,

@@ -165,7 +165,11 @@ class QueueStats(BaseModel):
 
 
 class Health(BaseModel):
+    """Ours, plus the first seed's ``healthy``, ``gpu``, ``vram_used``, ``vram_total``
+    (:mod:`vastllm.seed_health`)."""
+
     status: Literal["loading", "ready", "error"]
+    healthy: bool
     reason: str | None = None
     model: str
     model_path: str
@@ -174,6 +178,9 @@ class Health(BaseModel):
     gpu_name: str | None
     vram_used_mib: int | None
     vram_total_mib: int | None
+    gpu: str | None
+    vram_used: str | None
+    vram_total: str | None
     uptime_s: float
     queue: QueueStats
     context_length: int | None

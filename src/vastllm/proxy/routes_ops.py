@@ -11,6 +11,8 @@ from aiohttp import web
 from vastllm.proxy import http_io, metrics, residency
 from vastllm.proxy.state import ProxyState, state_of
 from vastllm.proxy.upstream_ollama import OllamaClient
+from vastllm.proxy.upstream_openai import OpenAIClient
+from vastllm.seed_health import seed_fields
 
 PATHS = frozenset({"/", "/health", "/metrics"})
 
@@ -36,9 +38,23 @@ async def _snapshots(st: ProxyState) -> dict[str, residency.Snapshot]:
     return {c.name: s for c, s in zip(asked, snaps, strict=True)}
 
 
+def _seed(st: ProxyState, snaps: dict[str, residency.Snapshot], healthy: bool) -> dict[str, Any]:
+    """The first seed's fields: the GPU figures of the first healthy OpenAI-compatible upstream
+    that reports them (the model API's /health), else the VRAM the models of the Ollama upstreams
+    take (``size_vram`` in /api/ps; no GPU name or total there); null when unknown."""
+    for u in st.router.upstreams:
+        if u.healthy and isinstance(u.client, OpenAIClient) and u.client.gpu is not None:
+            return {"healthy": healthy, **u.client.gpu}
+    used = [sum(m.size_vram for m in s.models) for s in snaps.values() if not s.error]
+    return seed_fields(
+        healthy=healthy, gpu=None, vram_used=sum(used) if used else None, vram_total=None
+    )
+
+
 async def health(request: web.Request) -> web.Response:
     """Proxy ``ok`` or ``degraded`` (Redis down, an upstream failing its health check, or the
-    active model not wholly in an Ollama upstream's VRAM), with the reasons; always HTTP 200."""
+    active model not wholly in an Ollama upstream's VRAM), with the reasons; always HTTP 200.
+    ``healthy`` (``ok``), ``gpu``, ``vram_used``, ``vram_total``: the first seed's fields."""
     st = state_of(request)
     redis, snaps = await asyncio.gather(_redis(st), _snapshots(st))
     active = st.catalog.active()
@@ -70,6 +86,7 @@ async def health(request: web.Request) -> web.Response:
         upstreams.append(entry)
     body: dict[str, Any] = {
         "status": "degraded" if reasons else "ok",
+        **_seed(st, snaps, healthy=not reasons),
         "reasons": reasons,
         "redis": redis,
         "cache_mode": st.settings.cache_mode,

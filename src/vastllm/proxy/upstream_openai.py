@@ -7,6 +7,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
+import orjson
+
 from vastllm.proxy import errors
 from vastllm.proxy.chat import (
     ChatRequest,
@@ -18,6 +21,18 @@ from vastllm.proxy.chat import (
     ToolCall,
 )
 from vastllm.proxy.upstream_http import Failover, UpstreamClient
+
+SEED_KEYS = ("gpu", "vram_used", "vram_total")
+HEALTH_TIMEOUT = 5.0
+
+
+def seed_figures(obj: object) -> dict[str, str | None] | None:
+    """``gpu``, ``vram_used``, ``vram_total`` of an upstream's ``/health`` answer (the model API
+    and the first seed send them), None when it names none of them."""
+    if not isinstance(obj, dict):
+        return None
+    figures = {k: v if isinstance(v := obj.get(k), str) else None for k in SEED_KEYS}
+    return figures if any(figures.values()) else None
 
 
 def openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
@@ -90,12 +105,29 @@ def _usage(obj: dict[str, Any]) -> tuple[int, int]:
 
 class OpenAIClient(UpstreamClient):
     kind = "openai"
+    # the GPU figures of the server's own /health, read with each health check (None: unknown)
+    gpu: dict[str, str | None] | None = None
 
     def _path(self, tail: str) -> str:
         return tail if not self.base_url.endswith("/v1") else tail.removeprefix("/v1")
 
     async def health(self) -> bool:
-        return await self._get_ok(self._path("/v1/models"))
+        ok = await self._get_ok(self._path("/v1/models"))
+        self.gpu = await self._gpu_figures() if ok else None
+        return ok
+
+    async def _gpu_figures(self) -> dict[str, str | None] | None:
+        """:func:`seed_figures` of ``GET /health`` at the server's root, whatever its status
+        (the model API answers 503 with the same JSON while loading); None on any failure."""
+        url = self.base_url.removesuffix("/v1") + "/health"
+        try:
+            async with self._session.get(
+                url, headers=self._headers, timeout=aiohttp.ClientTimeout(total=HEALTH_TIMEOUT)
+            ) as resp:
+                raw = await resp.read()
+            return seed_figures(orjson.loads(raw))
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
+            return None
 
     async def events(self, req: ChatRequest) -> AsyncIterator[Event]:
         resp = await self._post(self._path("/v1/chat/completions"), build_payload(req))
