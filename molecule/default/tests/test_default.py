@@ -63,7 +63,7 @@ def test_definition_matches_the_init_system(host):
         assert "RUNNING" in status
         onstart = host.file("/root/onstart.sh")
         assert onstart.mode & 0o111
-        assert "supervisord -c /etc/supervisor/supervisord.conf" in onstart.content_string
+        assert "/usr/local/lib/vastllm/supervisor start" in onstart.content_string
 
 
 def test_program_comes_back_after_kill_9_within_5_seconds(host):
