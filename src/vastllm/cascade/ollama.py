@@ -12,8 +12,9 @@ from vastllm.cascade.errors import EngineError
 from vastllm.cascade.http import ndjson_lines, request_json
 from vastllm.cascade.progress import ProgressFn, PullProgress
 from vastllm.cascade.units import gb
+from vastllm.defaults import OLLAMA_PORT
 
-DEFAULT_URL = "http://127.0.0.1:11434"
+DEFAULT_URL = f"http://127.0.0.1:{OLLAMA_PORT}"
 # "pull model manifest: 200: stream error: stream ID 3; NO_ERROR; received from peer": an HTTP/2
 # stream to the registry cut by something in between, typically a corporate proxy (ollama#4981)
 STREAM_CUT_HINT = (

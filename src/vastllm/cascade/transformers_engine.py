@@ -21,9 +21,10 @@ from vastllm.cascade.candidates import Candidate
 from vastllm.cascade.chat import OpenAIChat
 from vastllm.cascade.errors import EngineError
 from vastllm.cascade.progress import ProgressFn, PullProgress
+from vastllm.defaults import MODEL_API_PORT, MODELS_DIR
 
 MARKER_NAME = ".vastllm-fetch.json"  # written by vastllm.fetch when a model is installed
-DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_URL = f"http://127.0.0.1:{MODEL_API_PORT}"
 
 
 def model_dir_name(name: str) -> str:
@@ -36,7 +37,7 @@ class TransformersEngine:
     def __init__(
         self,
         base_url: str = DEFAULT_URL,
-        models_dir: str | Path = "/workspace/models",
+        models_dir: str | Path = MODELS_DIR,
         *,
         api_key: str | None = None,
         fetch_command: Sequence[str] = (sys.executable, "-m", "vastllm.fetch"),

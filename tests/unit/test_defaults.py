@@ -1,0 +1,30 @@
+"""The Python package's ports and paths (vastllm.defaults) equal the roles' defaults."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tests.support import REPO
+from vastllm import defaults
+from vastllm.cascade.transformers_engine import DEFAULT_URL
+
+
+def role_default(role: str, name: str) -> object:
+    return yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text())[name]
+
+
+@pytest.mark.parametrize(("role", "variable", "value"), [
+    ("model_api", "model_api_port", defaults.MODEL_API_PORT),
+    ("llm_proxy", "llm_proxy_port", defaults.PROXY_PORT),
+    ("ollama", "ollama_port", defaults.OLLAMA_PORT),
+    ("redis", "redis_port", defaults.REDIS_PORT),
+    ("model_fetch", "vastllm_model_dir", defaults.MODELS_DIR),
+    ("gpu_facts", "vastllm_model_dir", defaults.MODELS_DIR),
+])
+def test_the_package_defaults_match_the_roles(role: str, variable: str, value: object) -> None:
+    assert role_default(role, variable) == value
+
+
+def test_the_cascade_talks_to_the_model_api_where_it_listens() -> None:
+    assert DEFAULT_URL.endswith(f":{defaults.MODEL_API_PORT}")
