@@ -1,5 +1,5 @@
-"""Each role's defaults/main.yml and meta/argument_specs.yml document the same variables, and the
-README's variable tables are generated from the specs (scripts/role_docs.py)."""
+"""Each role's defaults/main.yml and meta/argument_specs.yml document the same variables, and
+roles/*/README.md and the README index of roles are generated from them (scripts/role_docs.py)."""
 
 from __future__ import annotations
 
