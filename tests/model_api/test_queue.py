@@ -135,3 +135,40 @@ def test_abandoned_waiting_request_leaves_the_queue(qserver: Server) -> None:
     t.join(timeout=120)
     assert statuses == [200]
     qserver.wait_queue(active=0, waiting=0)
+
+
+# longer than the model's 8192-token context: refused once tokenized
+TOO_LONG = {"messages": [{"role": "user", "content": "hello " * 9000}], "max_tokens": 1}
+
+
+def test_a_full_queue_refuses_before_tokenizing(qserver: Server, client: OpenAI) -> None:
+    """Admission comes first: with the line full, even a prompt too long for the context gets
+    the 429 (it was never tokenized) rather than the 400 tokenizing it would give."""
+    waiting: dict[str, Any] = {}
+
+    def second() -> None:
+        waiting["resp"] = client.chat.completions.create(model="q", **SHORT)
+
+    with long_stream(qserver):
+        qserver.wait_queue(active=1, waiting=0)
+        t = threading.Thread(target=second)
+        t.start()
+        qserver.wait_queue(active=1, waiting=1)
+        r = httpx.post(f"{qserver.url}/v1/chat/completions", json=TOO_LONG, timeout=30)
+        assert r.status_code == 429, r.text
+        assert r.json()["error"]["code"] == "queue_full"
+    t.join(timeout=120)
+    assert waiting["resp"].choices[0].message.content
+    qserver.wait_queue(active=0, waiting=0)
+
+
+def test_a_prompt_refused_while_waiting_leaves_the_line(qserver: Server) -> None:
+    """A request waiting for the slot is tokenized meanwhile: a bad prompt gets its 400 without
+    waiting for the running generation, and its place in line is free again."""
+    with long_stream(qserver):
+        qserver.wait_queue(active=1, waiting=0)
+        r = httpx.post(f"{qserver.url}/v1/chat/completions", json=TOO_LONG, timeout=30)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "context_length_exceeded"
+        qserver.wait_queue(active=1, waiting=0)
+    qserver.wait_queue(active=0, waiting=0)

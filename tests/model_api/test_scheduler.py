@@ -89,3 +89,24 @@ async def test_slot_handed_to_a_waiter_that_was_just_cancelled_is_passed_on() ->
 def test_release_without_acquire_is_a_bug() -> None:
     with pytest.raises(RuntimeError):
         Scheduler(1, 1).release()
+
+
+async def test_enter_admits_at_once_and_leave_gives_back_the_place_or_the_slot() -> None:
+    """What the service does: enter (a slot or a place in line, or QueueFull) before it
+    tokenizes, and leave when the prompt is refused before the slot is used."""
+    s = Scheduler(max_concurrent=1, max_queue=1)
+    running = s.enter()
+    assert running.done()  # a free slot: taken at once
+    waiting = s.enter()
+    assert not waiting.done()
+    assert (s.active, s.waiting) == (1, 1)
+    with pytest.raises(QueueFull):
+        s.enter()  # refused without waiting
+    s.leave(waiting)  # refused while in line: the place is free again
+    assert (s.active, s.waiting) == (1, 0)
+    again = s.enter()
+    s.release()  # the running one ends: the slot goes to ``again``
+    assert again.done()
+    assert (s.active, s.waiting) == (1, 0)
+    s.leave(again)  # refused after the slot came: the slot is freed
+    assert (s.active, s.waiting) == (0, 0)

@@ -19,6 +19,8 @@ from tests.proxy.conftest import MODEL, OllamaDouble, Proxy, upstream, wait_unti
 from tests.support import free_port
 
 MSG = {"role": "user", "content": "hi"}
+# raw bodies need the media type the SDKs send (the proxy answers 415 without it)
+JSON = {"Content-Type": "application/json"}
 
 
 def anthropic_error(r: httpx.Response, status: int, kind: str) -> str:
@@ -136,7 +138,9 @@ def test_413_body_limit(strict: tuple[Proxy, OllamaDouble]) -> None:
             yield b"y" * 1024
         yield b'"}]}'
 
-    r = httpx.post(proxy.url + "/v1/messages", content=chunks(), headers={"x-api-key": "sk-good"})
+    r = httpx.post(
+        proxy.url + "/v1/messages", content=chunks(), headers={"x-api-key": "sk-good", **JSON}
+    )
     anthropic_error(r, 413, "request_too_large")
 
 
@@ -262,7 +266,7 @@ BAD_ANTHROPIC: list[tuple[bytes | dict[str, Any], str]] = [
 @pytest.mark.parametrize(("body", "needle"), BAD_ANTHROPIC)
 def test_bad_anthropic_input(proxy: Proxy, body: bytes | dict[str, Any], needle: str) -> None:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    r = httpx.post(proxy.url + "/v1/messages", content=raw)
+    r = httpx.post(proxy.url + "/v1/messages", content=raw, headers=JSON)
     assert needle in anthropic_error(r, 400, "invalid_request_error")
 
 
@@ -282,7 +286,7 @@ BAD_OPENAI: list[tuple[bytes | dict[str, Any], str]] = [
 @pytest.mark.parametrize(("body", "needle"), BAD_OPENAI)
 def test_bad_openai_input(proxy: Proxy, body: bytes | dict[str, Any], needle: str) -> None:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    r = httpx.post(proxy.url + "/v1/chat/completions", content=raw)
+    r = httpx.post(proxy.url + "/v1/chat/completions", content=raw, headers=JSON)
     assert needle in openai_error(r, 400)
     r = httpx.post(proxy.url + "/generate", json={"prompt": 5})
     assert "prompt" in openai_error(r, 400)

@@ -80,7 +80,9 @@ def test_metrics_exposition(proxy: Proxy, unique: str) -> None:
     }
     for _ in range(2):
         assert httpx.post(proxy.url + "/v1/messages", json=body).status_code == 200
-    httpx.post(proxy.url + "/v1/messages", content=b"{")
+    httpx.post(
+        proxy.url + "/v1/messages", content=b"{", headers={"content-type": "application/json"}
+    )
     r = httpx.get(proxy.url + "/metrics")
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
     text = r.text

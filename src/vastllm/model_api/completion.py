@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import Request
@@ -15,7 +15,7 @@ from vastllm.model_api.disconnect import unless_disconnected
 from vastllm.model_api.errors import APIError, error_body
 from vastllm.model_api.generation import GenerationResult
 from vastllm.model_api.schemas import AssistantMessage, ChatCompletion, Choice, Usage
-from vastllm.model_api.service import GenerationService, Job, Prepared
+from vastllm.model_api.service import Job
 
 
 def shutting_down() -> APIError:
@@ -24,13 +24,12 @@ def shutting_down() -> APIError:
     )
 
 
-async def run_to_end(
-    request: Request, service: GenerationService, prepared: Prepared
-) -> GenerationResult:
-    """Queue, generate, collect; a client that disconnects cancels it all."""
+async def run_to_end(request: Request, start: Callable[[], Awaitable[Job]]) -> GenerationResult:
+    """Start (admission, tokenizing, a slot: see ``GenerationService.start``), generate, collect;
+    a client that disconnects cancels it all."""
 
     async def work() -> GenerationResult:
-        job = await service.start(prepared)
+        job = await start()
         try:
             return await job.wait()
         finally:

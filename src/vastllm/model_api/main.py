@@ -1,8 +1,10 @@
 """Entry point: ``python -m vastllm.model_api [--config FILE]``.
 
-Settings come from ``VASTLLM_MODEL_API_*`` variables and the optional config file. The listening
-socket is bound before anything else, so a busy port fails at once (exit code 2) instead of
-after loading a model, and never silently moves to another port.
+Settings come from ``VASTLLM_MODEL_API_*`` variables and the optional config file; bad ones exit
+2 with a message naming the fields and problems, never a value (see
+:func:`vastllm.config_file.load_settings`). The listening socket is bound before anything else,
+so a busy port fails at once (exit code 2) instead of after loading a model, and never silently
+moves to another port.
 """
 
 from __future__ import annotations
@@ -15,11 +17,10 @@ import socket
 import sys
 
 import uvicorn
-from pydantic import ValidationError
 
-from vastllm.config_file import ConfigFileError
+from vastllm.config_file import InvalidSettings, load_settings
 from vastllm.model_api.app import create_app
-from vastllm.model_api.settings import CONFIG_ENV, ModelApiSettings
+from vastllm.model_api.settings import CONFIG_ENV, ENV_PREFIX, ModelApiSettings
 
 EXIT_USAGE = 2
 log = logging.getLogger("vastllm.model_api")
@@ -45,22 +46,13 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _settings_error(e: ValidationError) -> str:
-    lines = []
-    for err in e.errors():
-        field = ".".join(str(p) for p in err["loc"])
-        env = f"VASTLLM_MODEL_API_{field.upper()}"
-        lines.append(f"  {field} ({env}): {err['msg']}")
-    return "invalid settings:\n" + "\n".join(lines)
-
-
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m vastllm.model_api",
         description="Serve a local transformers model over HTTP (OpenAI-compatible). "
         "Settings: VASTLLM_MODEL_API_* variables (MODEL_PATH, MODEL_ID, HOST, PORT, DTYPE, "
         "DEVICE, CPU_THREADS, MAX_CONCURRENT, MAX_QUEUE, MAX_NEW_TOKENS_DEFAULT, "
-        "CONTEXT_LENGTH, LOG_LEVEL) "
+        "CONTEXT_LENGTH, MAX_BODY_BYTES, ALLOWED_HOSTS, CORS_ORIGINS, LOG_LEVEL) "
         f"over the JSON/YAML file named by {CONFIG_ENV}.",
     )
     parser.add_argument("--config", help=f"settings file (JSON or YAML); overrides {CONFIG_ENV}")
@@ -72,11 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.config:
         os.environ[CONFIG_ENV] = args.config
     try:
-        settings = ModelApiSettings()  # type: ignore[call-arg]  # model_path comes from env/file
-    except ValidationError as e:
-        print(f"error: {_settings_error(e)}", file=sys.stderr)
-        return EXIT_USAGE
-    except ConfigFileError as e:
+        settings = load_settings(ModelApiSettings, ENV_PREFIX)  # model_path from env/file
+    except InvalidSettings as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     logging.basicConfig(

@@ -25,8 +25,9 @@ async def generate(
     def encode(engine: Engine) -> list[int]:
         return engine.encode_prompt(body.prompt)
 
-    prepared = await service.prepare(encode, body, body.max_tokens, "prompt")
-    result = await run_to_end(request, service, prepared)
+    result = await run_to_end(
+        request, lambda: service.start(encode, body, body.max_tokens, "prompt")
+    )
     if result.finish_reason == "cancelled":  # run_to_end answers 503 for these already
         raise APIError(503, "generation cancelled", type_="service_unavailable")
     return GenerateResponse(
@@ -46,5 +47,7 @@ async def chat(
     def encode(engine: Engine) -> list[int]:
         return engine.encode_chat(messages)
 
-    prepared = await service.prepare(encode, body, body.max_tokens, "messages")
-    return chat_completion(runtime.model_id, await run_to_end(request, service, prepared))
+    result = await run_to_end(
+        request, lambda: service.start(encode, body, body.max_tokens, "messages")
+    )
+    return chat_completion(runtime.model_id, result)

@@ -8,7 +8,8 @@ calls are not parsed out of the answer, which comes back as text.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -18,6 +19,7 @@ from vastllm.model_api.deps import RuntimeDep, ServiceDep
 from vastllm.model_api.disconnect import CancelOnCloseStreamingResponse, unless_disconnected
 from vastllm.model_api.errors import APIError, bad_request
 from vastllm.model_api.schemas import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
+from vastllm.model_api.service import Job
 
 if TYPE_CHECKING:
     from vastllm.model_api.engine import Engine
@@ -47,10 +49,12 @@ async def chat_completions(
             _warn_tools_ignored()
         return engine.encode_chat(messages, body.tools)
 
-    prepared = await service.prepare(encode, body, body.requested_max_tokens(), "messages")
+    def start() -> Coroutine[Any, Any, Job]:
+        return service.start(encode, body, body.requested_max_tokens(), "messages")
+
     if not body.stream:
-        return chat_completion(runtime.model_id, await run_to_end(request, service, prepared))
-    job = await unless_disconnected(request, service.start(prepared))
+        return chat_completion(runtime.model_id, await run_to_end(request, start))
+    job = await unless_disconnected(request, start())
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return CancelOnCloseStreamingResponse(
         chat_completion_events(job, runtime.model_id, include_usage),

@@ -3,6 +3,8 @@
 Slots are handed over in arrival order. A request that finds the queue full gets
 :class:`QueueFull` at once (answered 429); one cancelled while waiting leaves the queue; a slot is
 released by whoever ends the generation (the worker thread, through the event loop).
+:meth:`Scheduler.enter` takes the place in line without waiting, so a request can be admitted
+before it is tokenized and tokenize while it waits (see :mod:`vastllm.model_api.service`).
 """
 
 from __future__ import annotations
@@ -36,22 +38,36 @@ class Scheduler:
     def waiting(self) -> int:
         return sum(1 for f in self._waiters if not f.done())
 
-    async def acquire(self) -> None:
-        """Take a slot, waiting in line if needed; raise QueueFull when the line is full."""
+    def enter(self) -> asyncio.Future[None]:
+        """Take a slot or a place in line, at once: the future is done when the slot is ours.
+        Raise QueueFull when the line is full. Pair with :meth:`leave` if the slot is never used.
+        """
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self._active < self.max_concurrent and self.waiting == 0:
             self._active += 1
-            return
+            fut.set_result(None)
+            return fut
         if self.waiting >= self.max_queue:
             raise QueueFull
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
+        return fut
+
+    def leave(self, fut: asyncio.Future[None]) -> None:
+        """Give up what :meth:`enter` returned: the place in line, or the slot if it came."""
+        if fut.done() and not fut.cancelled():
+            self.release()  # the slot was ours (perhaps handed over just as we gave up)
+            return
+        fut.cancel()
+        if fut in self._waiters:
+            self._waiters.remove(fut)
+
+    async def acquire(self) -> None:
+        """Take a slot, waiting in line if needed; raise QueueFull when the line is full."""
+        fut = self.enter()
         try:
             await fut
         except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled():
-                self.release()  # the slot was handed to us just as we gave up: pass it on
-            elif fut in self._waiters:
-                self._waiters.remove(fut)
+            self.leave(fut)
             raise
 
     def release(self) -> None:

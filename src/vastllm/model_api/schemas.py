@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 MAX_STOP_SEQUENCES = 16
+# what torch.Generator.manual_seed accepts (a signed or unsigned 64-bit integer); past that it
+# raises inside the generation, which would be a 500
+SEED_MIN, SEED_END = -(2**63), 2**64
 
 
 class TextPart(BaseModel):
@@ -64,7 +67,7 @@ class SamplingParams(BaseModel):
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
-    seed: int | None = None
+    seed: Annotated[int, Field(ge=SEED_MIN, lt=SEED_END)] | None = None
     stop: Annotated[list[str], Field(max_length=MAX_STOP_SEQUENCES)] = []
     # vLLM-compatible extension: keep sampling past end-of-sequence (fixed-length benchmarks).
     ignore_eos: bool = False

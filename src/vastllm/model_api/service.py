@@ -1,4 +1,4 @@
-"""Generation as seen from the event loop: prompt checks, queueing, the worker thread, and a
+"""Generation as seen from the event loop: admission, prompt checks, the worker thread, and a
 stream of text pieces back to the request handler.
 
 A generation holds its scheduler slot for exactly as long as its worker thread runs: the thread
@@ -81,15 +81,53 @@ class GenerationService:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    async def prepare(
+    async def start(
         self,
+        encode: Callable[[Engine], list[int]],
+        sampling: SamplingParams,
+        max_tokens: int | None,
+        prompt_param: str,
+    ) -> Job:
+        """Admit the request, tokenize it, and run it in a worker thread once it has a slot.
+
+        Admission comes first: a request that finds the line full gets its 429 without being
+        tokenized (a prompt may be megabytes), and prompts tokenized at once are bounded by
+        ``max_concurrent + max_queue``. A request waiting in line tokenizes meanwhile; a prompt
+        refused (400) or a client gone (cancelled) leaves the line or frees the slot.
+        """
+        engine, executor = self.runtime.require_engine()
+        scheduler = self.runtime.scheduler
+        try:
+            slot = scheduler.enter()
+        except QueueFull:
+            raise APIError(
+                429,
+                f"server busy: {scheduler.active} generation(s) running and "
+                f"{scheduler.waiting} waiting (max_queue={scheduler.max_queue}); retry later",
+                type_="rate_limit_error",
+                code="queue_full",
+                headers={"Retry-After": str(self.runtime.settings.retry_after_s)},
+            ) from None
+        try:
+            prepared = await self._prepare(engine, encode, sampling, max_tokens, prompt_param)
+            await slot
+            loop = asyncio.get_running_loop()
+            job = Job(loop)
+            executor.submit(self._run, engine, job, prepared, loop)
+        except BaseException:  # a 400, a cancelled wait, an executor shut down: not started
+            scheduler.leave(slot)
+            raise
+        return job
+
+    async def _prepare(
+        self,
+        engine: Engine,
         encode: Callable[[Engine], list[int]],
         sampling: SamplingParams,
         max_tokens: int | None,
         prompt_param: str,
     ) -> Prepared:
         """Tokenize (off the loop) and fit ``max_tokens`` into the context window."""
-        engine, _ = self.runtime.require_engine()
         try:
             prompt_ids = await asyncio.to_thread(encode, engine)
         except ChatTemplateError as e:
@@ -115,30 +153,6 @@ class GenerationService:
             ignore_eos=sampling.ignore_eos,
         )
         return Prepared(prompt_ids=prompt_ids, params=params)
-
-    async def start(self, prepared: Prepared) -> Job:
-        """Wait for a slot (429 when the line is full), then run in a worker thread."""
-        engine, executor = self.runtime.require_engine()
-        scheduler = self.runtime.scheduler
-        try:
-            await scheduler.acquire()
-        except QueueFull:
-            raise APIError(
-                429,
-                f"server busy: {scheduler.active} generation(s) running and "
-                f"{scheduler.waiting} waiting (max_queue={scheduler.max_queue}); retry later",
-                type_="rate_limit_error",
-                code="queue_full",
-                headers={"Retry-After": str(self.runtime.settings.retry_after_s)},
-            ) from None
-        loop = asyncio.get_running_loop()
-        job = Job(loop)
-        try:
-            executor.submit(self._run, engine, job, prepared, loop)
-        except RuntimeError:  # executor shut down
-            scheduler.release()
-            raise
-        return job
 
     def _run(
         self, engine: Engine, job: Job, prepared: Prepared, loop: asyncio.AbstractEventLoop

@@ -1,28 +1,37 @@
 """Settings of the model API: environment (``VASTLLM_MODEL_API_*``) over an optional config file.
 
 Precedence, highest first: keyword arguments, environment variables, the file named by
-``VASTLLM_MODEL_API_CONFIG`` (JSON when it ends in ``.json``, YAML otherwise), defaults.
+``VASTLLM_MODEL_API_CONFIG`` (JSON when it ends in ``.json``, YAML otherwise), defaults. List
+settings in the environment are JSON or comma-separated (``VASTLLM_MODEL_API_ALLOWED_HOSTS=a,b``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from vastllm.config_file import ConfigFileSource
+from vastllm.config_file import (
+    ConfigFileSource,
+    is_loopback_bind,
+    normalize_host,
+    normalize_origin,
+    split_list,
+)
 
 ENV_PREFIX = "VASTLLM_MODEL_API_"
 CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
 
 Dtype = Literal["auto", "float16", "bfloat16", "float32"]
 Device = Literal["auto", "cpu", "cuda"]
+StrList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
 
 
 class ModelApiSettings(BaseSettings):
@@ -70,6 +79,27 @@ class ModelApiSettings(BaseSettings):
     shutdown_grace_s: float = Field(
         default=5.0, ge=0.0, description="How long running requests may finish on shutdown."
     )
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted, in bytes; 413 beyond that.",
+    )
+    allowed_hosts: StrList = Field(
+        default_factory=list,
+        description="Host header values answered besides localhost, 127.0.0.1, [::1] (any port) "
+        "and the listen address: 'name' (any port), 'name:port', or '*' for any; others get 421 "
+        "(a web page that rebinds its DNS name to this machine sends its own name).",
+    )
+    cors_origins: StrList = Field(
+        default_factory=list,
+        description="Browser origins (scheme://host[:port]) allowed to call the API; they get "
+        "CORS headers and their preflights answered. Any other Origin header gets 403.",
+    )
+    allow_public_without_keys: bool = Field(
+        default=False,
+        description="Allow listening on a non-loopback address; this server has no API keys, "
+        "so anyone who reaches the port can use it.",
+    )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     @field_validator("model_path", mode="before")
@@ -83,6 +113,27 @@ class ModelApiSettings(BaseSettings):
     @classmethod
     def _lower(cls, v: object) -> object:
         return v.lower() if isinstance(v, str) else v
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        return [normalize_host(h) for h in v]
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        return [normalize_origin(o) for o in v]
+
+    @model_validator(mode="after")
+    def _public_needs_consent(self) -> ModelApiSettings:
+        if not self.allow_public_without_keys and not is_loopback_bind(self.host):
+            raise ValueError(
+                f"host {self.host!r} is not a loopback address and the model API has no API "
+                "keys, so anyone who reaches the port could use it: listen on 127.0.0.1 and go "
+                "through the proxy or the SSH tunnel, or set allow_public_without_keys: true "
+                "(VASTLLM_MODEL_API_ALLOW_PUBLIC_WITHOUT_KEYS) to accept that"
+            )
+        return self
 
     @property
     def served_model_id(self) -> str:

@@ -1,5 +1,6 @@
 """``python -m vastllm.proxy``: read the settings (env ``VASTLLM_PROXY_*``, optional config file)
-and serve until SIGINT/SIGTERM."""
+and serve until SIGINT/SIGTERM. Bad settings exit 2 with a message that names the fields and the
+problems but never a value (see :func:`vastllm.config_file.load_settings`)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,10 @@ import logging
 import sys
 
 from aiohttp import web
-from pydantic import ValidationError
 
-from vastllm.config_file import ConfigFileError
+from vastllm.config_file import InvalidSettings, load_settings
 from vastllm.proxy.app import build_app
-from vastllm.proxy.settings import ProxySettings
+from vastllm.proxy.settings import ENV_PREFIX, ProxySettings, without_credentials
 from vastllm.proxy.workers import Supervisor, worker_role
 
 log = logging.getLogger("vastllm.proxy")
@@ -19,9 +19,9 @@ log = logging.getLogger("vastllm.proxy")
 
 def main() -> int:
     try:
-        settings = ProxySettings()
-    except (ValidationError, ConfigFileError, ValueError) as e:
-        print(f"vastllm-proxy: invalid settings: {e}", file=sys.stderr)
+        settings = load_settings(ProxySettings, ENV_PREFIX)
+    except InvalidSettings as e:
+        print(f"vastllm-proxy: {e}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -29,7 +29,9 @@ def main() -> int:
     )
     role = worker_role(settings)
     if role is None:
-        upstreams = ", ".join(f"{u.name}={u.kind}:{u.base_url}" for u in settings.upstreams)
+        upstreams = ", ".join(
+            f"{u.name}={u.kind}:{without_credentials(u.base_url)}" for u in settings.upstreams
+        )
         print(
             f"vastllm-proxy listening on http://{settings.host}:{settings.port} "
             f"(upstreams: {upstreams}; cache: {settings.cache_mode}; "

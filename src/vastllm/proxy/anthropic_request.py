@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from vastllm.proxy import validate as v
 from vastllm.proxy.chat import ChatRequest, Message
 from vastllm.proxy.errors import InvalidRequest
@@ -175,9 +173,7 @@ class _Translator:
                 name = v.string(b.get("name"), f"{w}.name", allow_empty=False)
                 args = v.obj(b.get("input", {}), f"{w}.input")
                 self.tool_names[call_id] = name
-                calls.append(
-                    {"id": call_id, "name": name, "arguments": orjson.dumps(args).decode()}
-                )
+                calls.append({"id": call_id, "name": name, "arguments": v.dumps(args).decode()})
             elif kind not in IGNORED_BLOCKS:
                 raise InvalidRequest(f"{w}.type: unsupported content block type {kind!r}")
         msg: Message = {"role": "assistant", "content": "".join(texts)}

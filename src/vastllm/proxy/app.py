@@ -1,5 +1,5 @@
-"""The aiohttp application: routes, one middleware (auth, error shapes, request metrics) and the
-lifecycle of the shared upstream session, health checks and Redis client."""
+"""The aiohttp application: routes, one middleware (the guard, auth, error shapes, request
+metrics) and the lifecycle of the shared upstream session, health checks and Redis client."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from aiohttp import web
 from vastllm.proxy import errors, http_io, routes_anthropic, routes_openai, routes_ops
 from vastllm.proxy.auth import ApiKeys
 from vastllm.proxy.cache import ResponseCache
+from vastllm.proxy.guard import Guard
 from vastllm.proxy.metrics import Metrics
 from vastllm.proxy.models import ModelCatalog
 from vastllm.proxy.residency import ResidencyProbe
@@ -45,10 +46,15 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
     path = request.path
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
+    resp: web.StreamResponse
     try:
-        if path not in routes_ops.PATHS:
-            st.keys.check(request.headers)
-        resp = await handler(request)
+        preflight = st.guard.check(request)
+        if preflight is not None:
+            resp = preflight
+        else:
+            if path not in routes_ops.PATHS:
+                st.keys.check(request.headers)
+            resp = await handler(request)
     except errors.ProxyError as e:
         resp = _error(e, path)
     except web.HTTPException as e:
@@ -94,6 +100,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         metrics=metrics,
         service=ChatService(settings, catalog, router, cache, metrics),
         keys=ApiKeys(settings.api_keys),
+        guard=app[GUARD],
         residency=ResidencyProbe(settings.residency_cache_seconds),
         worker=0 if role is None else role.index,
         worker_metrics=shared,
@@ -116,12 +123,16 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 SETTINGS = web.AppKey("vastllm_proxy_settings", ProxySettings)
 ROLE = web.AppKey("vastllm_proxy_worker_role", WorkerRole)
+GUARD = web.AppKey("vastllm_proxy_guard", Guard)
 
 
 def build_app(settings: ProxySettings, role: WorkerRole | None = None) -> web.Application:
     # aiohttp refuses bodies over client_max_size; one byte of slack lets read_json name the limit
     app = web.Application(client_max_size=settings.max_body_bytes + 1, middlewares=[_middleware])
     app[SETTINGS] = settings
+    app[GUARD] = guard = Guard(settings)
+    if guard.cors:
+        app.on_response_prepare.append(guard.add_cors_headers)
     if role is not None:
         app[ROLE] = role
     routes_anthropic.add_routes(app)

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from vastllm.proxy import validate
 from vastllm.proxy.chat import ChatRequest
 from vastllm.proxy.resp import RedisClient, RedisError
 
@@ -60,7 +61,7 @@ def cache_key(req: ChatRequest) -> str:
         "seed": req.seed,
         "stop": req.stop,
     }
-    return hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return hashlib.sha256(validate.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 class ResponseCache:

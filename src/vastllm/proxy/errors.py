@@ -53,6 +53,14 @@ class AuthenticationFailed(ProxyError):
     openai_type = "authentication_error"
 
 
+class Forbidden(ProxyError):
+    """A browser origin not in ``cors_origins`` (403)."""
+
+    status = 403
+    anthropic_type = "permission_error"
+    openai_type = "permission_error"
+
+
 class NotFound(ProxyError):
     status = 404
     anthropic_type = "not_found_error"
@@ -68,6 +76,22 @@ class MethodNotAllowed(ProxyError):
 class RequestTooLarge(ProxyError):
     status = 413
     anthropic_type = "request_too_large"
+    openai_type = "invalid_request_error"
+
+
+class MisdirectedRequest(ProxyError):
+    """A Host header this proxy does not answer for (421; see :mod:`vastllm.proxy.guard`)."""
+
+    status = 421
+    anthropic_type = "invalid_request_error"
+    openai_type = "invalid_request_error"
+
+
+class UnsupportedMediaType(ProxyError):
+    """A POST body that is not ``Content-Type: application/json`` (415)."""
+
+    status = 415
+    anthropic_type = "invalid_request_error"
     openai_type = "invalid_request_error"
 
 

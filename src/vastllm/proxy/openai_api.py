@@ -56,7 +56,7 @@ def _message(raw: object, i: int) -> Message:
             fn = v.obj(c.get("function"), f"messages.{i}.tool_calls.{j}.function")
             args = fn.get("arguments", "{}")
             if isinstance(args, dict):
-                args = orjson.dumps(args).decode()
+                args = v.dumps(args).decode()
             out_calls.append(
                 {
                     "id": v.string(c.get("id", f"call_{i}_{j}"), f"messages.{i}.tool_calls.{j}.id"),

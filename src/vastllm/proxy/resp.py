@@ -48,28 +48,36 @@ class Address:
 
 
 def parse_url(url: str) -> Address:
-    """An :class:`Address` from a Redis URL; :class:`ValueError` names what is wrong."""
-    parts = urlsplit(url)
+    """An :class:`Address` from a Redis URL; :class:`ValueError` names what is wrong, never the
+    URL nor a piece of it (it may hold a password, and settings errors are printed)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # a password with an unescaped / # ? ends up here
+    except ValueError:
+        raise ValueError(
+            "Redis URL cannot be parsed (a port that is not a number? escape /, #, ? and @ "
+            "in the password as %2F, %23, %3F, %40)"
+        ) from None
     query = parse_qs(parts.query)
     scheme = parts.scheme.lower()
     if scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"Redis URL must start with redis://, rediss:// or unix://: {url!r}")
+        raise ValueError("Redis URL must start with redis://, rediss:// or unix://")
     db_text = query.get("db", [""])[0]
     if scheme != "unix" and not db_text:
         db_text = parts.path.strip("/")
     try:
         db = int(db_text or 0)
     except ValueError:
-        raise ValueError(f"Redis database must be a number, got {db_text!r}") from None
+        raise ValueError("Redis database (the URL's path or ?db=) must be a number") from None
     username = unquote(parts.username or "")
     password = unquote(parts.password or "") or query.get("password", [""])[0]
     if scheme == "unix":
         if not parts.path:
-            raise ValueError(f"unix:// Redis URL needs a socket path: {url!r}")
+            raise ValueError("unix:// Redis URL needs a socket path")
         return Address(path=parts.path, db=db, username=username, password=password)
     return Address(
         host=parts.hostname or "127.0.0.1",
-        port=parts.port or DEFAULT_PORT,
+        port=port or DEFAULT_PORT,
         db=db,
         username=username,
         password=password,

@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 from vastllm.proxy import http_io, metrics, residency
+from vastllm.proxy.settings import without_credentials
 from vastllm.proxy.state import ProxyState, state_of
 from vastllm.proxy.upstream_ollama import OllamaClient
 from vastllm.proxy.upstream_openai import OpenAIClient
@@ -67,7 +68,7 @@ async def health(request: web.Request) -> web.Response:
         entry: dict[str, Any] = {
             "name": u.name,
             "kind": u.client.kind,
-            "base_url": u.client.base_url,
+            "base_url": without_credentials(u.client.base_url),
             "healthy": u.healthy,
             "outstanding": u.outstanding,
             "last_error": u.last_error or None,

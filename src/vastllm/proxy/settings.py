@@ -3,16 +3,28 @@
 Precedence (highest first): explicit keyword arguments, environment variables, the config file
 named by ``VASTLLM_PROXY_CONFIG`` (JSON, or YAML when PyYAML is installed), the defaults below.
 Complex fields in the environment are JSON (``VASTLLM_PROXY_UPSTREAMS='[{"name": ...}]'``);
-``VASTLLM_PROXY_API_KEYS`` may also be a comma-separated list.
+``VASTLLM_PROXY_API_KEYS``, ``..._ALLOWED_HOSTS`` and ``..._CORS_ORIGINS`` may also be
+comma-separated lists.
+
+Messages about a setting never quote its value (it may be a key or hold a password): load the
+settings through :func:`vastllm.config_file.load_settings`, and keep validators' messages free
+of the input.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -20,14 +32,33 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from vastllm.config_file import ConfigFileSource
+from vastllm.config_file import (
+    ConfigFileSource,
+    is_loopback_bind,
+    normalize_host,
+    normalize_origin,
+    split_list,
+)
 from vastllm.proxy.resp import parse_url
 
 ENV_PREFIX = "VASTLLM_PROXY_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
 UpstreamKind = Literal["ollama", "openai"]
+# a list setting that the environment may also give as "a, b" (see split_list)
+StrList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
 CacheMode = Literal["deterministic", "all", "off"]
+
+
+def without_credentials(url: str) -> str:
+    """``url`` with any ``user:password@`` shown as ``***@``: for the startup line and /health."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return "(a URL that cannot be parsed)"
+    if "@" not in netloc:
+        return url
+    return url.replace(netloc, "***@" + netloc.rpartition("@")[2], 1)
 
 
 class UpstreamSettings(BaseModel):
@@ -71,7 +102,18 @@ class ProxySettings(BaseSettings):
     cache_mode: CacheMode = "deterministic"
     cache_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
     cache_max_entry_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
-    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    api_keys: Annotated[list[SecretStr], NoDecode, BeforeValidator(split_list)] = Field(
+        default_factory=list
+    )
+    # Host header values answered besides localhost, 127.0.0.1, [::1] (any port) and the listen
+    # address: "name" (any port), "name:port", or "*" for any. Others get 421: a web page that
+    # rebinds its DNS name to this machine sends its own name (see proxy/guard.py).
+    allowed_hosts: StrList = Field(default_factory=list)
+    # browser origins allowed to call the proxy (scheme://host[:port]); they get CORS headers and
+    # their preflights answered. A request with any other Origin header gets 403.
+    cors_origins: StrList = Field(default_factory=list)
+    # listening on a non-loopback address without api_keys is refused unless this is true
+    allow_public_without_keys: bool = False
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     request_timeout: float = Field(default=600.0, gt=0)
     connect_timeout: float = Field(default=5.0, gt=0)
@@ -87,27 +129,39 @@ class ProxySettings(BaseSettings):
     residency_cache_seconds: float = Field(default=3.0, ge=0)
     log_level: str = "WARNING"
 
-    @field_validator("api_keys", mode="before")
-    @classmethod
-    def _split_keys(cls, v: object) -> object:
-        if isinstance(v, str):
-            s = v.strip()
-            if s.startswith("["):
-                return json.loads(s)
-            return [k.strip() for k in s.split(",") if k.strip()]
-        return v
-
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, v: str) -> str:
         if v:
-            parse_url(v)  # a ValueError names what is wrong
+            parse_url(v)  # a ValueError names what is wrong, never the URL (it may hold a password)
         return v
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        return [normalize_host(h) for h in v]
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        return [normalize_origin(o) for o in v]
 
     @model_validator(mode="after")
     def _workers_need_a_port(self) -> ProxySettings:
         if self.workers > 1 and self.port == 0:
             raise ValueError("workers > 1 share one port: set a port other than 0")
+        return self
+
+    @model_validator(mode="after")
+    def _public_needs_keys(self) -> ProxySettings:
+        has_keys = any(k.get_secret_value() for k in self.api_keys)
+        if not has_keys and not self.allow_public_without_keys and not is_loopback_bind(self.host):
+            raise ValueError(
+                f"host {self.host!r} is not a loopback address and api_keys is empty, so anyone "
+                "who reaches the port could use the proxy: set api_keys (VASTLLM_PROXY_API_KEYS),"
+                " listen on 127.0.0.1, or set allow_public_without_keys: true "
+                "(VASTLLM_PROXY_ALLOW_PUBLIC_WITHOUT_KEYS) to accept that"
+            )
         return self
 
     @field_validator("upstreams")

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from vastllm.proxy.auth import ApiKeys
 from vastllm.proxy.cache import ResponseCache
+from vastllm.proxy.guard import Guard
 from vastllm.proxy.metrics import Metrics
 from vastllm.proxy.models import ModelCatalog
 from vastllm.proxy.residency import ResidencyProbe
@@ -27,6 +28,7 @@ class ProxyState:
     service: ChatService
     keys: ApiKeys
     residency: ResidencyProbe
+    guard: Guard
     worker: int = 0  # index of this worker process (0 when there is one)
     worker_metrics: WorkerMetrics | None = None  # set when several workers share the port
 

@@ -12,8 +12,7 @@ context, so the two always agree.
 
 from __future__ import annotations
 
-import orjson
-
+from vastllm.proxy import validate
 from vastllm.proxy.chat import ChatRequest, Message
 
 BYTES_PER_TOKEN = 4
@@ -48,5 +47,5 @@ def estimate(req: ChatRequest) -> int:
     for msg in req.messages:
         n += message_tokens(msg)
     if req.tools:
-        n += -(-len(orjson.dumps(req.tools)) // BYTES_PER_TOKEN)
+        n += -(-len(validate.dumps(req.tools)) // BYTES_PER_TOKEN)
     return n

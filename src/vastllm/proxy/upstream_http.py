@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from vastllm.proxy import errors
+from vastllm.proxy import errors, validate
 from vastllm.proxy.chat import ChatRequest, Event
 from vastllm.proxy.settings import UpstreamSettings
 
@@ -102,7 +102,7 @@ class UpstreamClient(ABC):
             raise errors.UpstreamFailed(f"{where} sent invalid JSON") from e
 
     async def _post(self, path: str, payload: dict[str, Any]) -> aiohttp.ClientResponse:
-        body = orjson.dumps(payload)
+        body = validate.dumps(payload)  # the client's tools go in: too deep is its 400
         url = self.base_url + path
         for attempt in (0, 1):
             try:

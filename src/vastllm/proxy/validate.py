@@ -8,7 +8,27 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from vastllm.proxy.errors import InvalidRequest
+
+# orjson parses up to 1024 levels but encodes at most 254: re-encoding what a client nested
+# deeper (a tool's JSON schema, a tool call's input) raises a TypeError, which would be a 500
+TOO_DEEP = (
+    "request body is nested too deeply: JSON values (tool schemas, tool inputs) may nest at "
+    "most about 250 levels"
+)
+
+
+def dumps(value: object, option: int | None = None) -> bytes:
+    """``orjson.dumps`` of data that came from a request body: a value it cannot encode is the
+    client's 400 (:data:`TOO_DEEP`), not an internal error, wherever the proxy re-encodes it."""
+    try:
+        return orjson.dumps(value, option=option)
+    except orjson.JSONEncodeError as e:
+        if str(e) == "Recursion limit reached":
+            raise InvalidRequest(TOO_DEEP) from None
+        raise InvalidRequest(f"request body holds a value that cannot be re-encoded: {e}") from e
 
 
 def obj(value: object, where: str) -> dict[str, Any]:
