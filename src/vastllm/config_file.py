@@ -21,12 +21,12 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError
+from pydantic import AfterValidator, BeforeValidator, ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsError
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsError
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
@@ -271,3 +271,10 @@ class HostAllowList:
         if ok and len(self._seen) < self.SEEN_MAX:
             self._seen.add(host)
         return ok
+
+
+# Setting types shared by the services' settings: a list that the environment may also give as
+# "a, b" (see split_list), and the two lists of the request guard, kept in their normal forms.
+StrList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
+AllowedHosts = Annotated[StrList, AfterValidator(lambda v: [normalize_host(h) for h in v])]
+CorsOrigins = Annotated[StrList, AfterValidator(lambda v: [normalize_origin(o) for o in v])]

@@ -8,22 +8,20 @@ settings in the environment are JSON or comma-separated (``VASTLLM_MODEL_API_ALL
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
-    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
 from vastllm.config_file import (
+    AllowedHosts,
     ConfigFileSource,
+    CorsOrigins,
     is_loopback_bind,
-    normalize_host,
-    normalize_origin,
-    split_list,
 )
 
 ENV_PREFIX = "VASTLLM_MODEL_API_"
@@ -31,7 +29,6 @@ CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
 
 Dtype = Literal["auto", "float16", "bfloat16", "float32"]
 Device = Literal["auto", "cpu", "cuda"]
-StrList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
 
 
 class ModelApiSettings(BaseSettings):
@@ -84,13 +81,13 @@ class ModelApiSettings(BaseSettings):
         ge=1024,
         description="Largest request body accepted, in bytes; 413 beyond that.",
     )
-    allowed_hosts: StrList = Field(
+    allowed_hosts: AllowedHosts = Field(
         default_factory=list,
         description="Host header values answered besides localhost, 127.0.0.1, [::1] (any port) "
         "and the listen address: 'name' (any port), 'name:port', or '*' for any; others get 421 "
         "(a web page that rebinds its DNS name to this machine sends its own name).",
     )
-    cors_origins: StrList = Field(
+    cors_origins: CorsOrigins = Field(
         default_factory=list,
         description="Browser origins (scheme://host[:port]) allowed to call the API; they get "
         "CORS headers and their preflights answered. Any other Origin header gets 403.",
@@ -113,16 +110,6 @@ class ModelApiSettings(BaseSettings):
     @classmethod
     def _lower(cls, v: object) -> object:
         return v.lower() if isinstance(v, str) else v
-
-    @field_validator("allowed_hosts")
-    @classmethod
-    def _hosts(cls, v: list[str]) -> list[str]:
-        return [normalize_host(h) for h in v]
-
-    @field_validator("cors_origins")
-    @classmethod
-    def _origins(cls, v: list[str]) -> list[str]:
-        return [normalize_origin(o) for o in v]
 
     @model_validator(mode="after")
     def _public_needs_consent(self) -> ModelApiSettings:

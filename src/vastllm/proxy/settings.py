@@ -33,10 +33,10 @@ from pydantic_settings import (
 )
 
 from vastllm.config_file import (
+    AllowedHosts,
     ConfigFileSource,
+    CorsOrigins,
     is_loopback_bind,
-    normalize_host,
-    normalize_origin,
     split_list,
 )
 from vastllm.proxy.resp import parse_url
@@ -45,8 +45,6 @@ ENV_PREFIX = "VASTLLM_PROXY_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
 UpstreamKind = Literal["ollama", "openai"]
-# a list setting that the environment may also give as "a, b" (see split_list)
-StrList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
 CacheMode = Literal["deterministic", "all", "off"]
 
 
@@ -108,10 +106,10 @@ class ProxySettings(BaseSettings):
     # Host header values answered besides localhost, 127.0.0.1, [::1] (any port) and the listen
     # address: "name" (any port), "name:port", or "*" for any. Others get 421: a web page that
     # rebinds its DNS name to this machine sends its own name (see proxy/guard.py).
-    allowed_hosts: StrList = Field(default_factory=list)
+    allowed_hosts: AllowedHosts = Field(default_factory=list)
     # browser origins allowed to call the proxy (scheme://host[:port]); they get CORS headers and
     # their preflights answered. A request with any other Origin header gets 403.
-    cors_origins: StrList = Field(default_factory=list)
+    cors_origins: CorsOrigins = Field(default_factory=list)
     # listening on a non-loopback address without api_keys is refused unless this is true
     allow_public_without_keys: bool = False
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
@@ -135,16 +133,6 @@ class ProxySettings(BaseSettings):
         if v:
             parse_url(v)  # a ValueError names what is wrong, never the URL (it may hold a password)
         return v
-
-    @field_validator("allowed_hosts")
-    @classmethod
-    def _hosts(cls, v: list[str]) -> list[str]:
-        return [normalize_host(h) for h in v]
-
-    @field_validator("cors_origins")
-    @classmethod
-    def _origins(cls, v: list[str]) -> list[str]:
-        return [normalize_origin(o) for o in v]
 
     @model_validator(mode="after")
     def _workers_need_a_port(self) -> ProxySettings:
