@@ -78,7 +78,9 @@ def test_rents_the_cheapest_matching_offer_then_reuses_the_instance(vast: Contro
         assert {k: body[k] for k in ("client_id", "label", "image", "disk", "runtype")} == {
             "client_id": "me", "label": LABEL, "image": "vastai/base-image:cuda-12.4.1-auto",
             "disk": 80, "runtype": "ssh_direc ssh_proxy"}
-        assert "/usr/bin/supervisord -c /etc/supervisor/supervisord.conf" in body["onstart"]
+        # the onstart runs supervised_service's door, or the image's own boot before it exists
+        assert "/usr/local/lib/vastllm/supervisor start" in body["onstart"]
+        assert "/opt/instance-tools/bin/entrypoint.sh" in body["onstart"]
         shows = [r for r in requests if r["path"] == f"/api/v0/instances/{NEW_ID}/"]
         assert len(shows) == 3  # loading, loading, running
         assert "Wait until the Vast.ai instance runs, labelled vastllm-test (" in first.stdout
