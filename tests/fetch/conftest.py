@@ -17,6 +17,8 @@ import pytest
 
 from tests.support import free_port, wait_http
 from vastllm.fetch import S3Options, TransferOptions
+from vastllm.fetch.inflate import ENV as GZIP_DECODER_ENV
+from vastllm.fetch.inflate import installed
 from vastllm.fetch.s3client import make_client
 
 REGION = "us-east-1"
@@ -42,6 +44,16 @@ def _isolated_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
     for name, value in _no_aws_leaks().items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(autouse=True, params=installed(), ids=lambda name: f"gzip={name}")
+def gzip_decoder(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, _isolated_aws_env: None
+) -> str:
+    """Every fetch test runs once per installed gzip decoder (isal and zlib where both are);
+    CLI subprocesses get the same choice through cli_env()."""
+    monkeypatch.setenv(GZIP_DECODER_ENV, request.param)
+    return str(request.param)
 
 
 @dataclass
@@ -162,7 +174,11 @@ def models_dir(tmp_path: Path) -> Path:
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for `python -m vastllm.fetch` subprocesses (credentials like a host has)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VASTLLM_FETCH_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "VASTLLM_FETCH_")) or k == GZIP_DECODER_ENV
+    }
     env.update(_no_aws_leaks())
     env.update(
         {

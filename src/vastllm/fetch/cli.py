@@ -40,7 +40,8 @@ exit:    0 done or nothing to do, 1 failed (one "error: ..." line on stderr; wit
 env:     AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN (or the AWS config or an
          instance profile); VASTLLM_FETCH_WORKERS, _CHUNK_MIB, _PREFETCH_CHUNKS, _ENDPOINT_URL,
          _REGION, _ADDRESSING_STYLE, _PROGRESS_SECONDS, _MAX_ATTEMPTS, _CONNECT_TIMEOUT,
-         _READ_TIMEOUT set defaults for the flags
+         _READ_TIMEOUT set defaults for the flags; VASTLLM_FETCH_GZIP_DECODER=auto|isal|zlib
+         picks the gzip inflate (auto: isal when installed, else zlib)
 """
 
 

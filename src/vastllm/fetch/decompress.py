@@ -1,77 +1,30 @@
-"""Streaming decompression of the downloaded bytes: gzip through zlib, zstd through zstandard."""
+"""Streaming decompression of the downloaded bytes: gzip through the fastest installed inflate
+(inflate.py), zstd through zstandard.
+
+zstd has no multi-threaded decoder to use: libzstd decompresses one frame on one thread (its
+`-T0` only splits compression work; the frame's blocks still depend on the ones before), and
+python-zstandard's only parallel path, `multi_decompress_to_buffer`, takes a list of separate
+in-memory frames, not a stream. One thread of it already inflates about twice as fast as ISA-L
+and four times as fast as zlib on weights (bench/RESULTS.md), so `.tar.zst` is the format to
+publish when fetch time matters.
+"""
 
 from __future__ import annotations
 
 import io
-import zlib
+import logging
 from typing import BinaryIO, cast
 
 import zstandard
 
 from vastllm.fetch.errors import CorruptArchive
+from vastllm.fetch.gzipstream import READ_SIZE, GzipReader
+from vastllm.fetch.inflate import GzipDecoder, gzip_decoder
 from vastllm.fetch.s3url import SourceKind
 
-READ_SIZE = 1024 * 1024
-_GZIP_WBITS = 16 + zlib.MAX_WBITS
+__all__ = ["READ_SIZE", "decompressed"]
 
-
-class GzipReader(io.RawIOBase):
-    """Decompress a (possibly multi-member, zero-padded) gzip stream as it is read.
-
-    zlib checks each member's CRC32 and length, so a damaged stream raises CorruptArchive.
-    """
-
-    def __init__(self, raw: io.RawIOBase, name: str) -> None:
-        super().__init__()
-        self._raw = raw
-        self._name = name
-        self._in = b""
-        self._d: zlib._Decompress | None = None
-        self._members = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def _fill(self) -> bool:
-        self._in = self._raw.read(READ_SIZE) or b""
-        return bool(self._in)
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        out = self.read(memoryview(buffer).nbytes)
-        memoryview(buffer).cast("B")[: len(out)] = out
-        return len(out)
-
-    def read(self, size: int | None = -1) -> bytes:
-        """Up to `size` decompressed bytes; b"" at the clean end of the stream."""
-        if size is None or size < 0:
-            return self.readall()
-        want = size
-        if not want:
-            return b""
-        while True:
-            if self._d is None:
-                self._in = self._in.lstrip(b"\x00")
-                if not self._in:
-                    if not self._fill():
-                        if not self._members:
-                            raise CorruptArchive(f"{self._name}: empty gzip stream")
-                        return b""
-                    continue
-                self._d = zlib.decompressobj(_GZIP_WBITS)
-                self._members += 1
-            if not self._in and not self._fill():
-                raise CorruptArchive(f"{self._name}: gzip stream ends in the middle (truncated)")
-            try:
-                out = self._d.decompress(self._in, want)
-            except zlib.error as e:
-                raise CorruptArchive(f"{self._name}: gzip data is corrupt ({e})") from None
-            if self._d.eof:
-                self._in = self._d.unused_data
-                self._d = None
-            else:
-                self._in = self._d.unconsumed_tail
-            if out:
-                return out
+log = logging.getLogger("vastllm.fetch")
 
 
 class _ZstdErrors(io.RawIOBase):
@@ -99,15 +52,21 @@ class _ZstdErrors(io.RawIOBase):
             raise CorruptArchive(f"{self._name}: zstd data is corrupt ({e})") from None
 
 
-def decompressed(raw: io.RawIOBase, kind: SourceKind, name: str) -> BinaryIO:
+def decompressed(
+    raw: io.RawIOBase, kind: SourceKind, name: str, decoder: GzipDecoder | None = None
+) -> BinaryIO:
     """A readable stream of the tar bytes inside `raw`.
 
-    Reads may come back short (tarfile's stream mode loops until it has what it asked for);
-    each layer hands out the bytes objects it produced instead of copying them into buffers.
+    `decoder`: the gzip inflate to use (default: `gzip_decoder()`, the fastest installed or the
+    one $VASTLLM_FETCH_GZIP_DECODER names). Reads may come back short (tarfile's stream mode
+    loops until it has what it asked for); each layer hands out the bytes objects it produced
+    instead of copying them into buffers.
     """
     stream: io.RawIOBase
     if kind is SourceKind.TAR_GZ:
-        stream = GzipReader(raw, name)
+        decoder = decoder or gzip_decoder()
+        log.info("inflating %s with %s", name, decoder.name)
+        stream = GzipReader(raw, name, decoder)
     elif kind is SourceKind.TAR_ZST:
         reader = zstandard.ZstdDecompressor().stream_reader(
             cast(BinaryIO, raw), read_size=READ_SIZE, read_across_frames=True, closefd=False
