@@ -1,7 +1,7 @@
 """Ports and paths the host's services agree on, defined once for the Python side.
 
 The roles' defaults (roles/*/defaults/main.yml) hold the same numbers for Ansible; a test
-(tests/unit/test_defaults.py) keeps the two equal.
+(tests/roles/test_defaults.py) keeps the two equal.
 """
 
 from __future__ import annotations

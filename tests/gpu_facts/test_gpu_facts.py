@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_gpu_parsers import SMI, load_gpu_utils
+from tests.gpu_facts.test_gpu_parsers import SMI, load_gpu_utils
 
 gpu = load_gpu_utils()
 

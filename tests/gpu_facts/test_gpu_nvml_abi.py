@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_gpu_parsers import load_gpu_utils
+from tests.gpu_facts.test_gpu_parsers import load_gpu_utils
 
 gpu = load_gpu_utils()
 

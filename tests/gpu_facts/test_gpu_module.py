@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.gpu_facts.test_gpu_nvml_abi import H100, build_driver_doubles
 from tests.support import REPO
-from tests.unit.test_gpu_nvml_abi import H100, build_driver_doubles
 
 ANSIBLE = REPO / ".venv" / "bin" / "ansible"
 DOUBLE = REPO / "tests" / "doubles" / "nvidia-smi-double"
