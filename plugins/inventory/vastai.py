@@ -289,6 +289,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 self.get_option("keyed_groups"), hostvars, name, strict=strict
             )
 
+    def _private_cache_dir(self) -> None:
+        """The cache holds each instance's jupyter_token and extra_env: 0700, so its files
+        (written by Ansible's cache plugin) are the user's alone."""
+        connection = self.get_option("cache_connection")
+        if connection:
+            path = os.path.expanduser(str(connection))
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            os.chmod(path, 0o700)
+
     def parse(self, inventory: Any, loader: Any, path: str, cache: bool = True) -> None:
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
@@ -303,5 +312,6 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         if not isinstance(instances, list):
             instances = self._fetch_instances(self._api_key())
             if use_cache:
+                self._private_cache_dir()
                 self._cache[cache_key] = instances
         self._populate(instances)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -185,6 +186,8 @@ def test_example_config_with_cache_serves_second_run_without_requests(vast: Env)
     assert "large_vram" not in first.inventory
     assert len(vast.list_requests()) == 2
     assert any((vast.tmp / "inventory-cache").iterdir())
+    # it holds instance tokens: the user's alone
+    assert stat.S_IMODE((vast.tmp / "inventory-cache").stat().st_mode) == 0o700
     second = vast.inventory(config)
     assert len(vast.list_requests()) == 2  # nothing new: served from the cache
     assert second.inventory["_meta"]["hostvars"] == first.inventory["_meta"]["hostvars"]

@@ -25,6 +25,7 @@ from vastllm.cli.errors import CliFailure
 from vastllm.cli.events import EventLog
 from vastllm.cli.progress import RunDisplay
 from vastllm.cli.project import Project
+from vastllm.cli.state import private_run
 
 # how often the runner looks at the cancel flag while ansible-playbook is quiet (seconds)
 _POLL_SECONDS = 0.5
@@ -174,7 +175,7 @@ def run_playbook(
     with tempfile.TemporaryDirectory(prefix="vastllm-run-") as private:
         display.start(run.playbook)
         try:
-            with cancel_on_signals(canceller):
+            with cancel_on_signals(canceller), private_run():
                 runner = ansible_runner.run(
                     private_data_dir=private,
                     project_dir=str(target.project.root),
