@@ -28,3 +28,8 @@ def test_the_package_defaults_match_the_roles(role: str, variable: str, value: o
 
 def test_the_cascade_talks_to_the_model_api_where_it_listens() -> None:
     assert DEFAULT_URL.endswith(f":{defaults.MODEL_API_PORT}")
+
+
+def test_the_inventory_group_vars_agree_with_the_package() -> None:
+    group_vars = yaml.safe_load((REPO / "inventory/group_vars/all/main.yml").read_text())
+    assert group_vars["vastllm_model_dir"] == defaults.MODELS_DIR

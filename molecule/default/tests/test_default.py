@@ -66,6 +66,20 @@ def test_definition_matches_the_init_system(host):
         assert "/usr/local/lib/vastllm/supervisor start" in onstart.content_string
 
 
+def test_the_log_systemd_appends_to_is_rotated(host):
+    if not _is_systemd(host):
+        assert not host.file("/etc/logrotate.d/vastllm-sample").exists  # supervisord rotates
+        return
+    assert host.file("/etc/logrotate.d/vastllm-sample").mode == 0o644
+    log = "/var/log/vastllm/vastllm-sample.log"
+    # a forced rotation keeps the service writing to the same file (copytruncate)
+    rotated = host.run("logrotate -f /etc/logrotate.d/vastllm-sample")
+    assert rotated.rc == 0, rotated.stderr
+    assert host.file(f"{log}.1").exists
+    host.run(f"curl -fsS -o /dev/null http://127.0.0.1:{PORT}/rotated-check")
+    assert "rotated-check" in host.file(log).content_string
+
+
 def test_program_comes_back_after_kill_9_within_5_seconds(host):
     old = set(_pids(host))
     host.run(f"kill -9 {' '.join(map(str, old))}")
