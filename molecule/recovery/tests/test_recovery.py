@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import time
 import urllib.request
@@ -70,6 +71,42 @@ def wait_for(predicate, seconds: float, what: str) -> float:
             return time.monotonic() - start
         time.sleep(0.5)
     pytest.fail(f"{what} did not happen within {seconds} s")
+
+
+QUESTION = "What is the capital of France? Answer in one word."
+
+
+def _py(host, python: str, code: str) -> str:
+    result = host.run(f"{python} -c {shlex.quote(code)}")
+    assert result.rc == 0, result.stderr
+    return result.stdout
+
+
+def test_openai_sdk_gets_an_answer_from_the_model_api(host, sdk):
+    out = _py(host, sdk, f"""
+from openai import OpenAI
+c = OpenAI(base_url="http://127.0.0.1:8081/v1", api_key="unused")
+r = c.chat.completions.create(model="smollm2-135m-instruct", temperature=0, max_tokens=20,
+    messages=[{{"role": "user", "content": {QUESTION!r}}}])
+print(r.choices[0].message.content)
+""")
+    assert "Paris" in out
+
+
+def test_anthropic_sdk_gets_an_answer_through_the_proxy_and_the_cache(host, sdk):
+    out = _py(host, sdk, f"""
+import anthropic
+c = anthropic.Anthropic(base_url="http://127.0.0.1:8082", api_key="unused")
+for _ in range(2):
+    raw = c.messages.with_raw_response.create(model="claude-sonnet-4-5", max_tokens=20,
+        messages=[{{"role": "user", "content": {QUESTION!r}}}], extra_body={{"temperature": 0}})
+    m = raw.parse()
+    print(raw.headers.get("x-vastllm-cache"), m.content[0].text.replace(chr(10), " "))
+""")
+    first, second = out.strip().splitlines()
+    assert first.startswith("miss ")
+    assert "Paris" in first
+    assert second == "hit " + first.removeprefix("miss ")
 
 
 def test_user_file_is_put_in_workspace(host):

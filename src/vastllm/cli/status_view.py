@@ -43,7 +43,9 @@ def _model_row(record: dict[str, Any]) -> tuple[str, Text, str]:
         return ("active model", Text("none", style="yellow"), "/etc/vastllm/active_model.json")
     if "error" in model:
         return ("active model", Text("unreadable", style="red"), str(model["error"]))
-    details = [f"{k} {model[k]}" for k in ("engine", "context_length") if model.get(k)]
+    details = [f"{k} {model[k]}" for k in ("served_by", "engine", "context_length") if model.get(k)]
+    if model.get("fallback_reason"):
+        details.append(f"fallback: {model['fallback_reason']}")
     return ("active model", Text(str(model.get("name"))), ", ".join(details))
 
 
