@@ -4,6 +4,8 @@ Run on demand (not a test; it stops by itself, all traffic stays on 127.0.0.1):
 
     .venv/bin/python bench/model_api_bench.py [--tokens 128] [--reps 5] [--threads 1]
                                               [--dtype float32] [--no-append]
+    .venv/bin/python bench/model_api_bench.py --clients 1,4,8 [--max-concurrent 8]
+                                              [--baseline-src DIR] [--label TEXT] [...]
 
 One run, one model (the real test model, SmolLM2-135M-Instruct, from ``tests.model``), one dtype,
 one torch thread count, one chat prompt, exactly ``--tokens`` generated tokens on every side:
@@ -21,6 +23,17 @@ so that a noisy neighbour hits all of them alike; medians are reported. The serv
 line per generation (decode-loop time) is parsed too, to split the overhead into "decode loop vs
 generate" and "HTTP/SSE around it".
 
+With ``--clients``, the other question instead: total throughput under load. One server with
+``max_concurrent = --max-concurrent`` (``max_queue`` large enough that nobody gets a 429); for
+each client count C, rounds of C streamed requests sent at once (``ignore_eos``, exactly N
+tokens each), rounds of every C interleaved (order rotated) ``--reps`` times. Total tok/s of a
+round = all completion tokens / the round's wall time; TTFT (request sent to first content
+chunk) of every request gives p50 and p99. Goal: total tok/s at every C >= at C = 1.
+``--baseline-src DIR`` adds a second server run from another source tree (``PYTHONPATH``; e.g.
+``git archive HEAD src | tar -x -C /tmp/old`` gives ``/tmp/old/src``), both loaded at once and
+every round run on each in turn, so that a noisy neighbour hits both alike. ``--threads 0``
+leaves the server's thread count at its default (torch's choice).
+
 The measuring part (loading the direct model, starting the server, all requests) holds an
 exclusive ``fcntl.flock`` on /tmp/vastllm-bench.lock, so it never overlaps another benchmark
 that takes the same lock. The Markdown section is printed and appended to bench/RESULTS.md in
@@ -31,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import math
 import os
 import platform
 import re
@@ -39,6 +53,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -160,7 +175,14 @@ class Direct:
 class ApiServer:
     """``python -m vastllm.model_api`` on a free loopback port; its log in a temp file."""
 
-    def __init__(self, model_dir: Path, dtype: str, threads: int) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        dtype: str,
+        threads: int,
+        extra_env: dict[str, str] | None = None,
+        src: Path | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -171,9 +193,15 @@ class ApiServer:
             "VASTLLM_MODEL_API_PORT": str(self.port),
             "VASTLLM_MODEL_API_DTYPE": dtype,
             "VASTLLM_MODEL_API_DEVICE": "cpu",
-            "VASTLLM_MODEL_API_CPU_THREADS": str(threads),
             "VASTLLM_MODEL_API_LOG_LEVEL": "info",
+            **(extra_env or {}),
         }
+        if threads > 0:  # 0: unset, the server's default (torch's choice)
+            env["VASTLLM_MODEL_API_CPU_THREADS"] = str(threads)
+        if src is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")]).rstrip(
+                os.pathsep
+            )
         self.log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
             prefix="model-api-bench-", suffix=".log", delete=False
         )
@@ -436,33 +464,248 @@ def report(args: argparse.Namespace, out: Outcome, command: str) -> tuple[str, b
     return "\n".join(lines), passed
 
 
+# -- throughput under load (--clients) --------------------------------------------------------
+
+
+@dataclass
+class LoadRow:
+    """One server and client count: total tok/s per round, every request's TTFT and wall."""
+
+    server: str
+    clients: int
+    tok_s: list[float] = field(default_factory=list)
+    ttft_s: list[float] = field(default_factory=list)
+    wall_s: list[float] = field(default_factory=list)
+
+
+@dataclass
+class LoadOutcome:
+    rows: list[LoadRow]
+    prompt_tokens: int
+    load_before: str
+    load_after: str
+    seconds: float
+
+
+THIS, BASELINE = "this checkout", "baseline"
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..1): with few samples, p99 is the largest."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def one_round(client: openai.OpenAI, n: int, clients: int) -> tuple[float, list[ApiRun]]:
+    """``clients`` streamed requests sent at once; (round wall seconds, their runs)."""
+    barrier = threading.Barrier(clients + 1)
+    runs: list[ApiRun | BaseException] = [RuntimeError("no result")] * clients
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        try:
+            runs[i] = api_stream(client, n)
+        except BaseException as e:  # reported below, on the main thread
+            runs[i] = e
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    done: list[ApiRun] = []
+    for run in runs:
+        if isinstance(run, BaseException):
+            raise RuntimeError(f"a request of a {clients}-client round failed: {run!r}")
+        if run.completion_tokens != n:
+            raise RuntimeError(f"API made {run.completion_tokens} tokens, wanted {n}")
+        done.append(run)
+    return wall, done
+
+
+def measure_load(args: argparse.Namespace, model_dir: Path) -> LoadOutcome:
+    n, counts = args.tokens, args.clients
+    started = time.monotonic()
+    load_before = loadavg()
+    extra = {
+        "VASTLLM_MODEL_API_MAX_CONCURRENT": str(args.max_concurrent),
+        "VASTLLM_MODEL_API_MAX_QUEUE": str(max(counts) + 1),
+    }
+    sources: dict[str, Path | None] = {THIS: None}
+    if args.baseline_src:
+        sources[BASELINE] = args.baseline_src
+    servers: dict[str, ApiServer] = {}
+    rows = {(name, c): LoadRow(name, c) for name in sources for c in counts}
+    prompt_tokens = 0
+    try:
+        for name, src in sources.items():
+            servers[name] = ApiServer(model_dir, args.dtype, args.threads, extra, src)
+        clients = {}
+        for name, server in servers.items():
+            server.wait_ready()
+            clients[name] = openai.OpenAI(
+                base_url=f"{server.url}/v1", api_key="bench-no-key", max_retries=0, timeout=3600
+            )
+        print("warm-up ...", flush=True)
+        for client in clients.values():
+            prompt_tokens = api_stream(client, n).prompt_tokens
+        names = list(clients)
+        for i in range(args.reps):
+            order = counts[i % len(counts) :] + counts[: i % len(counts)]
+            for c in order:
+                # alternate which server goes first, so a noisy neighbour hits both alike
+                for name in names if (i + counts.index(c)) % 2 == 0 else names[::-1]:
+                    wall, runs = one_round(clients[name], n, c)
+                    row = rows[name, c]
+                    row.tok_s.append(sum(r.completion_tokens for r in runs) / wall)
+                    row.ttft_s.extend(r.ttft_s for r in runs if r.ttft_s is not None)
+                    row.wall_s.extend(r.wall_s for r in runs)
+                    print(
+                        f"  rep {i + 1}/{args.reps} {name:13s} {c:3d} clients "
+                        f"{row.tok_s[-1]:6.1f} tok/s total",
+                        flush=True,
+                    )
+    finally:
+        for server in servers.values():
+            server.stop()
+    return LoadOutcome(
+        rows=[rows[name, c] for name in sources for c in counts],
+        prompt_tokens=prompt_tokens,
+        load_before=load_before,
+        load_after=loadavg(),
+        seconds=time.monotonic() - started,
+    )
+
+
+def report_load(args: argparse.Namespace, out: LoadOutcome, command: str) -> tuple[str, bool]:
+    n = args.tokens
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+    one = {r.server: Series.med(r.tok_s) for r in out.rows if r.clients == 1}
+    ours = [r for r in out.rows if r.server == THIS]
+    passed = THIS in one and all(Series.med(r.tok_s) >= one[THIS] for r in ours)
+    label = f": {args.label}" if args.label else ""
+    threads = (
+        f"`VASTLLM_MODEL_API_CPU_THREADS={args.threads}`"
+        if args.threads > 0
+        else "`VASTLLM_MODEL_API_CPU_THREADS` unset (torch's choice: "
+        f"{torch.get_num_threads()} threads in this process)"
+    )
+    servers = (
+        f"two servers, this checkout and a baseline from `{args.baseline_src}` "
+        "(`PYTHONPATH`), both loaded, rounds alternating between them"
+        if args.baseline_src
+        else "one server, this checkout"
+    )
+    lines = [
+        f"## model API: total throughput vs concurrent clients{label} ({now} UTC)",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {os.cpu_count()} cores ({cpu_model()}), shared with other engineers' "
+        f"processes; load average (1, 5, 15 min) before {out.load_before}, after "
+        f"{out.load_after}. CPython {platform.python_version()}, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, openai {openai.__version__}.  ",
+        f"Server: {servers}; SmolLM2-135M-Instruct, dtype {args.dtype}, CPU, {threads}, "
+        f"`MAX_CONCURRENT={args.max_concurrent}`, `MAX_QUEUE={max(args.clients) + 1}`.  ",
+        f"Work: per client count C, rounds of C streamed chat requests sent at once through the "
+        f"`openai` SDK ({out.prompt_tokens}-token prompt, `max_tokens={n}`, `temperature=0`, "
+        f"`ignore_eos=true`, {n} tokens checked); {args.reps} rounds per C and server, "
+        "interleaved. Total tok/s = the round's completion tokens / its wall time; TTFT = "
+        "request sent to first content chunk, p50 / p99 nearest-rank over all the C's requests.",
+        "",
+        "| server | clients | total tok/s median (rounds) | TTFT p50 ms | TTFT p99 ms "
+        "| request wall p50 s | vs 1 client |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in out.rows:
+        med = Series.med(r.tok_s)
+        base = one.get(r.server)
+        vs = f"{med / base:.0%}" if base else "-"
+        lines.append(
+            f"| {r.server} | {r.clients} | {med:.1f} ({fmt_list(r.tok_s)}) "
+            f"| {percentile(r.ttft_s, 0.5) * 1000:.0f} | {percentile(r.ttft_s, 0.99) * 1000:.0f} "
+            f"| {percentile(r.wall_s, 0.5):.2f} | {vs} |"
+        )
+    lines += [
+        "",
+        "Verdict (goal: this checkout's total tok/s at every client count >= its own at 1 "
+        f"client): **{'PASS' if passed else 'FAIL'}**.",
+        "",
+    ]
+    return "\n".join(lines), passed
+
+
+def append_result(section: str) -> None:
+    existing = RESULTS.read_text() if RESULTS.exists() else ""
+    sep = "" if not existing or existing.endswith("\n\n") else "\n"
+    if existing and not existing.endswith("\n"):
+        sep = "\n\n"
+    with RESULTS.open("a") as f:
+        f.write(sep + section)
+    print(f"appended to {RESULTS}")
+
+
+def client_counts(text: str) -> list[int]:
+    counts = [int(x) for x in text.split(",") if x.strip()]
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError("client counts are integers >= 1, e.g. 1,4,8")
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     p.add_argument("--tokens", type=int, default=128, help="generated tokens per call (N)")
     p.add_argument("--reps", type=int, default=5, help="measured repetitions per kind")
-    p.add_argument("--threads", type=int, default=1, help="torch threads, both sides")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads, both sides; with --clients, 0 leaves the server's default",
+    )
     p.add_argument(
         "--dtype", choices=["float32", "bfloat16", "float16"], default="float32", help="both sides"
     )
     p.add_argument("--no-append", action="store_true", help="print only, do not touch RESULTS.md")
+    p.add_argument(
+        "--clients",
+        type=client_counts,
+        help="comma-separated client counts (e.g. 1,4,8): measure total throughput under load "
+        "instead of the overhead against model.generate",
+    )
+    p.add_argument(
+        "--max-concurrent", type=int, default=8, help="the server's max_concurrent (--clients)"
+    )
+    p.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also measure a server run from this src directory, interleaved (--clients)",
+    )
+    p.add_argument("--label", default="", help="added to the section title (--clients)")
     args = p.parse_args(argv)
     command = shlex.join([".venv/bin/python", "bench/model_api_bench.py", *sys.argv[1:]])
 
+    if args.threads < (0 if args.clients else 1):
+        p.error("--threads must be >= 1 (or 0 with --clients: the server's default)")
     model_dir = ensure_test_model()
-    with bench_lock():
-        out = measure(args, model_dir)
-    section, passed = report(args, out, command)
+    if args.clients:
+        with bench_lock():
+            load = measure_load(args, model_dir)
+        section, passed = report_load(args, load, command)
+        seconds = load.seconds
+    else:
+        with bench_lock():
+            out = measure(args, model_dir)
+        section, passed = report(args, out, command)
+        seconds = out.seconds
     print()
     print(section)
     if not args.no_append:
-        existing = RESULTS.read_text() if RESULTS.exists() else ""
-        sep = "" if not existing or existing.endswith("\n\n") else "\n"
-        if existing and not existing.endswith("\n"):
-            sep = "\n\n"
-        with RESULTS.open("a") as f:
-            f.write(sep + section)
-        print(f"appended to {RESULTS}")
-    print(f"took {out.seconds:.0f}s; verdict {'PASS' if passed else 'FAIL'}")
+        append_result(section)
+    print(f"took {seconds:.0f}s; verdict {'PASS' if passed else 'FAIL'}")
     return 0
 
 

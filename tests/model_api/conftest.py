@@ -66,17 +66,23 @@ class Server:
             time.sleep(0.05)
         raise AssertionError(f"/health never said {want!r} (last: {last}):\n{self.log()}")
 
-    def wait_queue(self, *, active: int, waiting: int, timeout: float = 30.0) -> None:
+    def wait_queue(
+        self, *, active: int, waiting: int, running: int | None = None, timeout: float = 30.0
+    ) -> None:
+        """Until /health's queue says so (``running`` too when given)."""
+        want = {"active": active, "waiting": waiting}
+        if running is not None:
+            want["running"] = running
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
             got = self.health()
             if got is not None:
                 last = got[1]["queue"]
-                if last["active"] == active and last["waiting"] == waiting:
+                if all(last.get(k) == v for k, v in want.items()):
                     return
             time.sleep(0.05)
-        raise AssertionError(f"queue never reached active={active} waiting={waiting}: {last}")
+        raise AssertionError(f"queue never reached {want}: {last}")
 
     def log(self) -> str:
         self._log.flush()

@@ -30,7 +30,8 @@ def test_health_when_ready(server: Server, test_model_dir: object) -> None:
     assert (body["healthy"], body["gpu"], body["vram_used"], body["vram_total"]) == (
         True, None, None, None)  # fmt: skip
     assert body["uptime_s"] > 0
-    assert body["queue"] == {"active": 0, "waiting": 0, "max": 8, "max_concurrent": 1}
+    assert body["queue"] == {
+        "active": 0, "running": 0, "waiting": 0, "max": 8, "max_concurrent": 1}  # fmt: skip
     assert body["context_length"] == MAIN_CONTEXT
 
 

@@ -1,4 +1,5 @@
-"""The bounded queue and cancellation, on a server with one slot and one waiting place.
+"""The bounded queue and cancellation, on a server with one slot and one waiting place; the
+single generation turn on a server that admits two.
 
 A "long" generation samples past end-of-sequence (``ignore_eos``) for thousands of tokens: it
 would run for minutes, so only cancellation can free its slot during a test.
@@ -172,3 +173,37 @@ def test_a_prompt_refused_while_waiting_leaves_the_line(qserver: Server) -> None
         assert r.json()["error"]["code"] == "context_length_exceeded"
         qserver.wait_queue(active=1, waiting=0)
     qserver.wait_queue(active=0, waiting=0)
+
+
+@pytest.fixture(scope="module")
+def two_slots(test_model_dir: Path, start_server: Any) -> Server:
+    srv: Server = start_server(
+        server_env(test_model_dir, model_id="q2", max_concurrent=2, max_queue=0)
+    )
+    srv.wait_health("ready")
+    return srv
+
+
+def test_two_admitted_one_generating_and_health_says_so(two_slots: Server) -> None:
+    """max_concurrent admits; generation runs one at a time: the second request holds a slot
+    and waits for its turn, and /health tells the two apart."""
+    result: dict[str, Any] = {}
+
+    def second() -> None:
+        result["r"] = httpx.post(f"{two_slots.url}/v1/chat/completions", json=SHORT, timeout=120)
+
+    with long_stream(two_slots):
+        two_slots.wait_queue(active=1, waiting=0, running=1)
+        t = threading.Thread(target=second)
+        t.start()
+        two_slots.wait_queue(active=2, waiting=0, running=1)
+        # no room left: both slots taken, max_queue=0
+        r = httpx.post(f"{two_slots.url}/generate", json={"prompt": "Hi", "max_tokens": 1})
+        assert r.status_code == 429
+        assert (
+            "2 request(s) admitted (max_concurrent=2, 1 generating)" in r.json()["error"]["message"]
+        )
+        assert "r" not in result  # still waiting for the long one's turn to end
+    t.join(timeout=120)
+    assert result["r"].status_code == 200
+    two_slots.wait_queue(active=0, waiting=0, running=0)

@@ -1,4 +1,5 @@
-"""Scheduler: slots, FIFO hand-over, the bounded line, cancellation while waiting."""
+"""Scheduler: slots, FIFO hand-over, the bounded line, cancellation while waiting, and the
+single generation turn."""
 
 from __future__ import annotations
 
@@ -110,3 +111,76 @@ async def test_enter_admits_at_once_and_leave_gives_back_the_place_or_the_slot()
     assert (s.active, s.waiting) == (1, 0)
     s.leave(again)  # refused after the slot came: the slot is freed
     assert (s.active, s.waiting) == (0, 0)
+
+
+# -- the generation turn: one at a time, whatever max_concurrent admits ---------------------------
+
+
+async def test_one_turn_at_a_time_for_all_the_admitted() -> None:
+    s = Scheduler(max_concurrent=3, max_queue=0)
+    for _ in range(3):
+        await s.acquire()
+    turns = [s.take_turn() for _ in range(3)]
+    assert [t.done() for t in turns] == [True, False, False]
+    assert (s.active, s.running, s.waiting) == (3, 1, 0)
+    s.end_turn()
+    assert [t.done() for t in turns] == [True, True, False]
+    assert s.running == 1  # handed over, never two at once
+    s.end_turn()
+    s.end_turn()
+    assert s.running == 0
+    for _ in range(3):
+        s.release()
+    assert (s.active, s.running, s.waiting) == (0, 0, 0)
+
+
+async def test_turns_go_in_the_order_they_were_asked_for() -> None:
+    s = Scheduler(max_concurrent=4, max_queue=0)
+    first = s.take_turn()
+    assert first.done()
+    order: list[int] = []
+
+    async def wait(i: int) -> None:
+        fut = s.take_turn()
+        await fut
+        order.append(i)
+
+    tasks = [asyncio.create_task(wait(i)) for i in range(3)]
+    await settle()
+    for _ in range(3):
+        s.end_turn()
+        await settle()
+    await asyncio.gather(*tasks)
+    assert order == [0, 1, 2]
+    s.end_turn()
+    assert s.running == 0
+
+
+async def test_leaving_the_turn_line_keeps_the_order_of_the_rest() -> None:
+    """A request whose client went away while waiting for its turn leaves at once; a turn
+    handed to it just as it gave up goes on to the next."""
+    s = Scheduler(max_concurrent=4, max_queue=0)
+    s.take_turn()
+    gone, second, third = s.take_turn(), s.take_turn(), s.take_turn()
+    s.leave_turn(gone)  # left while waiting
+    s.end_turn()
+    assert second.done()
+    assert not third.done()
+    s.leave_turn(second)  # had the turn but never used it: passed on
+    assert third.done()
+    assert s.running == 1
+    s.end_turn()
+    assert s.running == 0
+
+
+def test_end_turn_without_a_turn_is_a_bug() -> None:
+    with pytest.raises(RuntimeError):
+        Scheduler(1, 1).end_turn()
+
+
+def test_max_concurrent_can_be_raised_once_the_device_is_known() -> None:
+    s = Scheduler(1, 0)
+    s.max_concurrent = 2  # what the runtime does on a GPU when max_concurrent is unset
+    assert s.max_concurrent == 2
+    with pytest.raises(ValueError, match="max_concurrent"):
+        s.max_concurrent = 0

@@ -2,7 +2,8 @@
 
 Modules, one job each: ``settings`` (configuration), ``hardware`` (device, dtype, GPU facts),
 ``engine`` (loading + the decode loop), ``sampling``, ``textstream`` (detokenization, stop
-sequences), ``scheduler`` (slots and the bounded queue), ``service`` (worker threads and their
-text stream), ``runtime`` (load status), ``schemas``, ``errors`` (OpenAI error shape),
-``disconnect``, ``completion``, ``routes_*``, ``app`` and ``main`` (the entry point).
+sequences), ``scheduler`` (slots, the bounded queue, the one generation turn), ``service``
+(the worker thread and its text stream), ``runtime`` (load status), ``schemas``, ``errors``
+(OpenAI error shape), ``disconnect``, ``completion``, ``routes_*``, ``app`` and ``main``
+(the entry point).
 """

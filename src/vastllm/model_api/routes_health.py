@@ -35,6 +35,7 @@ def health_of(runtime: RuntimeDep) -> Health:
         uptime_s=runtime.uptime_s,
         queue=QueueStats(
             active=scheduler.active,
+            running=scheduler.running,
             waiting=scheduler.waiting,
             max=scheduler.max_queue,
             max_concurrent=scheduler.max_concurrent,

@@ -70,9 +70,9 @@ class Runtime:
     def _ready(self, engine: Engine) -> None:
         if self.settings.max_concurrent is None and engine.device.startswith("cuda"):
             self.scheduler.max_concurrent = GPU_DEFAULT_CONCURRENCY
-        self.executor = ThreadPoolExecutor(
-            max_workers=self.scheduler.max_concurrent, thread_name_prefix="generate"
-        )
+        # one generation at a time (the scheduler's turn): one worker thread, whatever
+        # max_concurrent admits
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
         self.engine = engine
         self.status = "ready"
         log.info(

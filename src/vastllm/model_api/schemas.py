@@ -161,7 +161,11 @@ class ModelList(BaseModel):
 
 
 class QueueStats(BaseModel):
+    """``active``: requests admitted (holding one of ``max_concurrent`` slots), of which
+    ``running`` (0 or 1) is generating; ``waiting``: in line for a slot (at most ``max``)."""
+
     active: int
+    running: int
     waiting: int
     max: int
     max_concurrent: int

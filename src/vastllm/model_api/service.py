@@ -1,9 +1,12 @@
-"""Generation as seen from the event loop: admission, prompt checks, the worker thread, and a
-stream of text pieces back to the request handler.
+"""Generation as seen from the event loop: admission, prompt checks, the turn, the worker
+thread, and a stream of text pieces back to the request handler.
 
-A generation holds its scheduler slot for exactly as long as its worker thread runs: the thread
-releases it when it ends, whether it finished, failed or was cancelled. Cancelling (a client
-that went away) only sets a flag that the decode loop checks before every token.
+One generation runs at a time (:mod:`vastllm.model_api.scheduler`): an admitted request holds
+its slot while it is tokenized, while it waits for its turn and while it generates; the single
+worker thread gives back the turn and then the slot when the generation ends, whether it
+finished, failed or was cancelled. Cancelling (a client that went away) while waiting leaves the
+line at once; during the generation it sets a flag that the decode loop checks before every
+token.
 """
 
 from __future__ import annotations
@@ -88,12 +91,14 @@ class GenerationService:
         max_tokens: int | None,
         prompt_param: str,
     ) -> Job:
-        """Admit the request, tokenize it, and run it in a worker thread once it has a slot.
+        """Admit the request, tokenize it, and run it in the worker thread once its turn comes.
 
         Admission comes first: a request that finds the line full gets its 429 without being
         tokenized (a prompt may be megabytes), and prompts tokenized at once are bounded by
         ``max_concurrent + max_queue``. A request waiting in line tokenizes meanwhile; a prompt
-        refused (400) or a client gone (cancelled) leaves the line or frees the slot.
+        refused (400) or a client gone (cancelled) leaves the line or frees the slot. Once
+        admitted and tokenized, it waits for the one generation running (turns in the order
+        they are asked for); a client gone meanwhile gives up its turn and its slot at once.
         """
         engine, executor = self.runtime.require_engine()
         scheduler = self.runtime.scheduler
@@ -102,8 +107,9 @@ class GenerationService:
         except QueueFull:
             raise APIError(
                 429,
-                f"server busy: {scheduler.active} generation(s) running and "
-                f"{scheduler.waiting} waiting (max_queue={scheduler.max_queue}); retry later",
+                f"server busy: {scheduler.active} request(s) admitted "
+                f"(max_concurrent={scheduler.max_concurrent}, {scheduler.running} generating) "
+                f"and {scheduler.waiting} waiting (max_queue={scheduler.max_queue}); retry later",
                 type_="rate_limit_error",
                 code="queue_full",
                 headers={"Retry-After": str(self.runtime.settings.retry_after_s)},
@@ -111,9 +117,15 @@ class GenerationService:
         try:
             prepared = await self._prepare(engine, encode, sampling, max_tokens, prompt_param)
             await slot
-            loop = asyncio.get_running_loop()
-            job = Job(loop)
-            executor.submit(self._run, engine, job, prepared, loop)
+            turn = scheduler.take_turn()
+            try:
+                await turn
+                loop = asyncio.get_running_loop()
+                job = Job(loop)
+                executor.submit(self._run, engine, job, prepared, loop)
+            except BaseException:  # a cancelled wait, an executor shut down: not started
+                scheduler.leave_turn(turn)
+                raise
         except BaseException:  # a 400, a cancelled wait, an executor shut down: not started
             scheduler.leave(slot)
             raise
@@ -157,7 +169,8 @@ class GenerationService:
     def _run(
         self, engine: Engine, job: Job, prepared: Prepared, loop: asyncio.AbstractEventLoop
     ) -> None:
-        """Worker thread: generate, hand pieces and the result over, release the slot."""
+        """Worker thread: generate, hand pieces and the result over, end the turn and release
+        the slot."""
         try:
             result = engine.generate(
                 prepared.prompt_ids, prepared.params, job.cancel_event, job.push
@@ -177,4 +190,10 @@ class GenerationService:
             job.push(e)
         finally:
             with suppress(RuntimeError):
-                loop.call_soon_threadsafe(self.runtime.scheduler.release)
+                loop.call_soon_threadsafe(self._ended)
+
+    def _ended(self) -> None:
+        """On the loop, once a generation ended: the next turn, then the slot."""
+        scheduler = self.runtime.scheduler
+        scheduler.end_turn()
+        scheduler.release()

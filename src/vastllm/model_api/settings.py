@@ -52,13 +52,23 @@ class ModelApiSettings(BaseSettings):
         default=None,
         ge=1,
         description="torch intra-op threads (torch.set_num_threads); default: torch's choice. "
+        "Generation runs one request at a time, so these are all the cores it uses. "
         "1 is much faster on a CPU shared with other busy processes.",
     )
     max_concurrent: int | None = Field(
-        default=None, ge=1, description="Generations at once; default 1 on CPU, 2 on GPU."
+        default=None,
+        ge=1,
+        description="Requests admitted at once (slots); default 1 on CPU, 2 on GPU. An admitted "
+        "request holds its slot from admission to the end of its generation: tokenized, then "
+        "waiting for its turn, then generating. Generation itself runs one request at a time "
+        "(in the order they are ready) whatever this says: decode loops run side by side only "
+        "share the cores or the GPU and lose total throughput.",
     )
     max_queue: int = Field(
-        default=16, ge=0, description="Requests waiting for a slot; 429 beyond that."
+        default=16,
+        ge=0,
+        description="Requests waiting for a slot (tokenized meanwhile) beyond the max_concurrent "
+        "admitted; 429 beyond that.",
     )
     max_new_tokens_default: int = Field(
         default=512, ge=1, description="max_tokens when a request gives none."
