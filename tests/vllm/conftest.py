@@ -239,3 +239,18 @@ def proxied_openai(proxy: Proxy) -> openai.OpenAI:
 def unique() -> str:
     """A string no other test uses: keeps the proxy's cache out of the way."""
     return f"[{time.monotonic_ns()}]"
+
+
+def message_text(msg: anthropic.types.Message) -> str:
+    """The text blocks of an Anthropic message, joined."""
+    return "".join(b.text for b in msg.content if b.type == "text")
+
+
+def anthropic_error(e: anthropic.APIStatusError) -> dict[str, str]:
+    """The ``error`` object of an Anthropic-shaped error body (``{"type": "error", ...}``)."""
+    body = e.body
+    assert isinstance(body, dict), body
+    assert body.get("type") == "error", body
+    err = body["error"]
+    assert isinstance(err, dict), body
+    return err

@@ -9,15 +9,17 @@ import openai
 import pytest
 
 from tests.proxy.conftest import Proxy
-from tests.vllm.conftest import CLIENT_TIMEOUT, MAX_MODEL_LEN, SERVED_NAME
+from tests.vllm.conftest import (
+    CLIENT_TIMEOUT,
+    MAX_MODEL_LEN,
+    SERVED_NAME,
+    anthropic_error,
+    message_text,
+)
 
 pytestmark = pytest.mark.slow
 
 CLAUDE = "claude-sonnet-4-5"  # the proxy's claude-* alias: the active model, vLLM's smollm2
-
-
-def _text(msg: anthropic.types.Message) -> str:
-    return "".join(b.text for b in msg.content if b.type == "text")
 
 
 def test_anthropic_messages_create(claude: anthropic.Anthropic, unique: str) -> None:
@@ -28,7 +30,7 @@ def test_anthropic_messages_create(claude: anthropic.Anthropic, unique: str) -> 
     )
     assert msg.type == "message"
     assert msg.model == CLAUDE
-    assert _text(msg).strip()
+    assert message_text(msg).strip()
     assert msg.stop_reason in {"end_turn", "max_tokens"}
     assert msg.usage.input_tokens > 0
     assert 0 < msg.usage.output_tokens <= 16
@@ -60,7 +62,7 @@ def test_claude_codes_max_tokens_is_clamped_to_what_the_context_leaves(
         stop_sequences=[".", "!", "?", "\n"],
         messages=[{"role": "user", "content": f"Say hello. {unique}"}],
     )
-    assert _text(msg).strip()
+    assert message_text(msg).strip()
 
 
 def test_a_repeated_deterministic_request_comes_from_the_cache(
@@ -74,7 +76,7 @@ def test_a_repeated_deterministic_request_comes_from_the_cache(
             messages=[{"role": "user", "content": f"Count to three. {unique}"}],
         )
         msg = raw.parse()
-        return raw.headers["x-vastllm-cache"], _text(msg)
+        return raw.headers["x-vastllm-cache"], message_text(msg)
 
     first, second = ask(), ask()
     assert first[0] == "miss"
@@ -123,21 +125,12 @@ async def test_eight_concurrent_requests_all_get_text(proxy: Proxy, unique: str)
             max_tokens=16,
             messages=[{"role": "user", "content": f"Request {i}: say hello. {unique}"}],
         )
-        return _text(msg)
+        return message_text(msg)
 
     async with client:
         texts = await asyncio.gather(*(one(i) for i in range(8)))
     assert len(texts) == 8
     assert all(t.strip() for t in texts), texts
-
-
-def _anthropic_error(e: anthropic.APIStatusError) -> dict[str, str]:
-    body = e.body
-    assert isinstance(body, dict), body
-    assert body.get("type") == "error", body
-    err = body["error"]
-    assert isinstance(err, dict), body
-    return err
 
 
 def test_a_prompt_the_proxy_counts_over_the_context_is_its_own_anthropic_400(
@@ -148,7 +141,7 @@ def test_a_prompt_the_proxy_counts_over_the_context_is_its_own_anthropic_400(
         claude.messages.create(
             model=CLAUDE, max_tokens=8, messages=[{"role": "user", "content": "hello " * 9000}]
         )
-    err = _anthropic_error(e.value)
+    err = anthropic_error(e.value)
     assert err["type"] == "invalid_request_error"
     assert "prompt is too long" in err["message"]
 
@@ -164,7 +157,7 @@ def test_vllms_context_400_reaches_claude_in_anthropic_shape(
         claude.messages.create(
             model=CLAUDE, max_tokens=8, messages=[{"role": "user", "content": DENSE_PROMPT}]
         )
-    err = _anthropic_error(e.value)
+    err = anthropic_error(e.value)
     assert err["type"] == "invalid_request_error"
     assert f"maximum context length is {MAX_MODEL_LEN} tokens" in err["message"]
 

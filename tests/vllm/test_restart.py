@@ -13,26 +13,13 @@ import openai
 import pytest
 
 from tests.proxy.conftest import Proxy, wait_until
-from tests.vllm.conftest import SERVED_NAME, VllmServer
+from tests.vllm.conftest import SERVED_NAME, VllmServer, anthropic_error, message_text
 
 pytestmark = pytest.mark.slow
 
 CLAUDE = "claude-sonnet-4-5"
 # a dead upstream must be answered within this, or the client gives up: no hang
 DEAD_TIMEOUT = 30.0
-
-
-def _text(msg: anthropic.types.Message) -> str:
-    return "".join(b.text for b in msg.content if b.type == "text")
-
-
-def _anthropic_error(e: anthropic.APIStatusError) -> dict[str, str]:
-    body = e.body
-    assert isinstance(body, dict), body
-    assert body.get("type") == "error", body
-    err = body["error"]
-    assert isinstance(err, dict), body
-    return err
 
 
 @pytest.fixture
@@ -54,7 +41,7 @@ def test_kill_9_mid_stream_then_dead_then_back(
 ) -> None:
     vllm = killable
     port = vllm.port
-    assert _text(
+    assert message_text(
         claude.messages.create(
             model=CLAUDE, max_tokens=8, messages=[{"role": "user", "content": f"Hi {unique}"}]
         )
@@ -71,7 +58,7 @@ def test_kill_9_mid_stream_then_dead_then_back(
         vllm.kill9()
         with pytest.raises(anthropic.APIStatusError) as mid:
             list(pieces)
-    err = _anthropic_error(mid.value)
+    err = anthropic_error(mid.value)
     assert err["type"] == "api_error"
     assert "broke off its stream" in err["message"], err
 
@@ -82,7 +69,7 @@ def test_kill_9_mid_stream_then_dead_then_back(
             model=CLAUDE, max_tokens=8, messages=[{"role": "user", "content": f"Hi {unique}"}]
         )
     assert e.value.status_code == 503
-    err = _anthropic_error(e.value)
+    err = anthropic_error(e.value)
     assert err["type"] == "overloaded_error"
     assert "upstream vllm is unreachable" in err["message"], err
 
@@ -94,7 +81,7 @@ def test_kill_9_mid_stream_then_dead_then_back(
     ):
         list(stream.text_stream)
     assert e.value.status_code == 503
-    assert _anthropic_error(e.value)["type"] == "overloaded_error"
+    assert anthropic_error(e.value)["type"] == "overloaded_error"
 
     oai = openai.OpenAI(
         base_url=proxy.url + "/v1", api_key="unused", max_retries=0, timeout=DEAD_TIMEOUT
@@ -121,7 +108,7 @@ def test_kill_9_mid_stream_then_dead_then_back(
     msg = claude.messages.create(
         model=CLAUDE, max_tokens=8, messages=[{"role": "user", "content": f"Back? {unique}"}]
     )
-    assert _text(msg).strip()
+    assert message_text(msg).strip()
     with claude.messages.stream(
         model=CLAUDE, max_tokens=8, messages=[{"role": "user", "content": f"Again? {unique}"}]
     ) as stream:
