@@ -79,7 +79,8 @@ def test_json_list(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("entries", "message"),
     [
-        ([{"name": "x", "engine": "vllm"}], "engine must be one of ollama, transformers"),
+        ([{"name": "x", "engine": "sglang"}], "engine must be one of ollama, transformers, vllm"),
+        ([{"name": "x", "engine": "vllm"}], "a vllm candidate needs source: s3://"),
         ([{"name": "x", "engine": "transformers"}], "needs source: s3://"),
         ([{"name": "x"}, {"name": "x"}], "listed twice"),
         ([{"name": "x", "vram_bytes": "lots"}], "not a size"),

@@ -60,6 +60,7 @@ def test_no_space_on_first_pull_selects_the_second(start_double: Any, tmp_path: 
     assert written == {
         "name": "qwen2.5-coder:7b",
         "engine": "ollama",
+        "served_by": "ollama",
         "context_length": 32768,
         "base_url": double.url,
         "source": "qwen2.5-coder:7b",

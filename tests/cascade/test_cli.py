@@ -14,7 +14,7 @@ from tests.cascade import recorded
 from tests.support import REPO, free_port
 from vastllm.cascade.candidates import Candidate
 from vastllm.cascade.errors import EngineError
-from vastllm.cascade.transformers_engine import MARKER_NAME, TransformersEngine
+from vastllm.cascade.fetched import MARKER_NAME, TransformersEngine
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -92,14 +92,19 @@ def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
 
 
 def test_transformers_adapter_smoke_over_openai(start_double: Any, tmp_path: Path) -> None:
+    # the Ollama double stands in for an OpenAI-compatible server; /v1/models lists its
+    # models with Ollama's full names, which the served-model check compares with
     double = start_double(["coder"], context_length=4096)
     engine = TransformersEngine(double.url + "/v1", tmp_path / "models")
     candidate = Candidate(
-        "coder", engine="transformers", source="s3://models/coder.tar.zst", context_length=4096
+        "coder:latest",
+        engine="transformers",
+        source="s3://models/coder.tar.zst",
+        context_length=4096,
     )
     assert not engine.is_present(candidate)
-    (tmp_path / "models" / "coder").mkdir(parents=True)
-    (tmp_path / "models" / "coder" / MARKER_NAME).write_text("{}")
+    (tmp_path / "models" / "coder_latest").mkdir(parents=True)
+    (tmp_path / "models" / "coder_latest" / MARKER_NAME).write_text("{}")
     assert engine.is_present(candidate)
     assert engine.ensure(candidate, lambda p: None) is False
 
@@ -112,10 +117,13 @@ def test_transformers_adapter_smoke_over_openai(start_double: Any, tmp_path: Pat
         {"transformers": engine},
         CascadeOptions(active_file=tmp_path / "a.json"),
     )
-    assert (result.active["engine"], result.active["base_url"]) == (
-        "transformers",
+    # the active-model file names the wire protocol (what the proxy speaks) and the server
+    assert (result.active["engine"], result.active["served_by"], result.active["base_url"]) == (
+        "openai",
+        "model_api",
         double.url + "/v1",
     )
+    assert result.active["context_length"] == 4096
 
 
 def test_transformers_fetch_failure_is_a_reason(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import yaml
 
 from tests.support import REPO
 from vastllm import defaults
-from vastllm.cascade.transformers_engine import DEFAULT_URL
+from vastllm.cascade.fetched import MODEL_API_URL, VLLM_URL
 
 
 def role_default(role: str, name: str) -> object:
@@ -27,8 +27,9 @@ def test_the_package_defaults_match_the_roles(role: str, variable: str, value: o
     assert role_default(role, variable) == value
 
 
-def test_the_cascade_talks_to_the_model_api_where_it_listens() -> None:
-    assert DEFAULT_URL.endswith(f":{defaults.MODEL_API_PORT}")
+def test_the_cascade_talks_to_the_model_api_and_vllm_where_they_listen() -> None:
+    assert MODEL_API_URL.endswith(f":{defaults.MODEL_API_PORT}")
+    assert VLLM_URL.endswith(f":{defaults.VLLM_PORT}")
 
 
 def test_the_inventory_group_vars_agree_with_the_package() -> None:

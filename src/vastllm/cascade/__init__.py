@@ -1,9 +1,10 @@
 """Engine-agnostic model cascade: run the largest model that fits the host and actually answers.
 
 ``candidates`` (what could run), ``facts`` (what the host has, from the ``gpu_facts`` module),
-``fit`` (skip what cannot fit), the engine adapters ``ollama`` and ``transformers_engine``
-(pull/fetch and chat), ``smoke`` (does it answer, call tools, keep a long prompt), ``select``
-(the cascade itself and the active-model file) and ``cli`` (``python -m vastllm.cascade``).
+``fit`` (skip what cannot fit), the engine adapters ``ollama`` (pulls) and ``fetched`` (S3
+fetches served by the model API or vLLM), ``chat``, ``smoke`` (does it answer, call tools, keep a
+long prompt), ``select`` (the cascade itself and the active-model file) and ``cli``
+(``python -m vastllm.cascade``).
 Standard library only: a GPU host needs nothing else (PyYAML only to read YAML candidate lists).
 """
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_ACTIVE_FILE = "/etc/vastllm/active_model.json"
-IDENTITY_KEYS = ("name", "engine", "context_length", "base_url")
+IDENTITY_KEYS = ("name", "engine", "served_by", "context_length", "base_url")
 
 
 def read_active(path: str | Path) -> dict[str, Any] | None:

@@ -15,8 +15,10 @@ from typing import Any, Literal, cast
 from vastllm.cascade.errors import UsageError
 from vastllm.cascade.units import parse_size
 
-Engine = Literal["ollama", "transformers"]
-ENGINES: tuple[Engine, ...] = ("ollama", "transformers")
+Engine = Literal["ollama", "transformers", "vllm"]
+ENGINES: tuple[Engine, ...] = ("ollama", "transformers", "vllm")
+# engines that serve a model directory fetched from S3 (cascade.fetched)
+FETCHED_ENGINES: tuple[Engine, ...] = ("transformers", "vllm")
 DEFAULT = "default"
 
 
@@ -31,7 +33,7 @@ class Candidate:
     context_length: int = 32768
     source: str = ""  # Ollama tag (defaults to name) or s3:// URL of a model tarball/prefix
     cpu_ok: bool = False
-    sha256: str | None = None  # expected sha256 of an S3 tarball (transformers engine)
+    sha256: str | None = None  # expected sha256 of an S3 tarball (transformers, vllm)
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -45,9 +47,9 @@ class Candidate:
             )
         if self.context_length <= 0:
             raise UsageError(f"candidate {self.name}: context_length must be positive")
-        if self.engine == "transformers" and not self.source.startswith("s3://"):
+        if self.engine in FETCHED_ENGINES and not self.source.startswith("s3://"):
             raise UsageError(
-                f"candidate {self.name}: a transformers candidate needs source: s3://BUCKET/KEY"
+                f"candidate {self.name}: a {self.engine} candidate needs source: s3://BUCKET/KEY"
             )
 
     @property

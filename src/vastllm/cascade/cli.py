@@ -18,14 +18,13 @@ from vastllm.cascade.candidates import DEFAULT, load_candidates
 from vastllm.cascade.engine import EngineAdapter
 from vastllm.cascade.errors import CascadeError, UsageError
 from vastllm.cascade.facts import load_facts
+from vastllm.cascade.fetched import MODEL_API_URL, VLLM_URL, TransformersEngine, VllmEngine
 from vastllm.cascade.fit import FitPolicy
 from vastllm.cascade.ollama import DEFAULT_URL as OLLAMA_URL
 from vastllm.cascade.ollama import OllamaEngine
 from vastllm.cascade.progress import ThrottledPrinter
 from vastllm.cascade.select import CascadeOptions, run_cascade
 from vastllm.cascade.smoke import SmokeConfig
-from vastllm.cascade.transformers_engine import DEFAULT_URL as MODEL_API_URL
-from vastllm.cascade.transformers_engine import TransformersEngine
 from vastllm.cascade.units import parse_size
 
 EXIT_OK = 0
@@ -39,7 +38,8 @@ output:  with --json {"changed", "active": {name, engine, context_length, base_u
          skipped}, "pulled", "skipped", "previous"}; changed is true when the active model
          changed or a pull happened
 exit:    0 selected, 1 no candidate passed (one line per candidate on stderr), 2 usage error
-env:     VASTLLM_CASCADE_OLLAMA_URL, VASTLLM_CASCADE_MODEL_API_URL, VASTLLM_CASCADE_MODEL_API_KEY
+env:     VASTLLM_CASCADE_OLLAMA_URL, VASTLLM_CASCADE_MODEL_API_URL, VASTLLM_CASCADE_VLLM_URL,
+         VASTLLM_CASCADE_MODEL_API_KEY (sent to the model API and vLLM)
 """
 
 
@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-api-url",
         default=env("VASTLLM_CASCADE_MODEL_API_URL", MODEL_API_URL),
         help="OpenAI-compatible URL of vastllm's model API (transformers candidates)",
+    )
+    p.add_argument(
+        "--vllm-url",
+        default=env("VASTLLM_CASCADE_VLLM_URL", VLLM_URL),
+        help="URL of the vLLM server (vllm candidates)",
     )
     p.add_argument("--models-dir", default="/workspace/models", help="where S3 models go")
     p.add_argument("--active-file", default=DEFAULT_ACTIVE_FILE)
@@ -112,13 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    api_key = os.environ.get("VASTLLM_CASCADE_MODEL_API_KEY") or None
     engines: dict[str, EngineAdapter] = {
         "ollama": OllamaEngine(args.ollama_url, allow_cpu_offload=args.allow_cpu_offload),
-        "transformers": TransformersEngine(
-            args.model_api_url,
-            args.models_dir,
-            api_key=os.environ.get("VASTLLM_CASCADE_MODEL_API_KEY") or None,
-        ),
+        "transformers": TransformersEngine(args.model_api_url, args.models_dir, api_key=api_key),
+        "vllm": VllmEngine(args.vllm_url, args.models_dir, api_key=api_key),
     }
     options = CascadeOptions(
         active_file=Path(args.active_file),
@@ -150,5 +153,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         state = "changed" if result.changed else "unchanged"
         active = result.active
-        print(f"{active['name']} ({active['engine']}, {active['context_length']} tokens) {state}")
+        server = active.get("served_by", active["engine"])
+        print(f"{active['name']} ({server}, {active['context_length']} tokens) {state}")
     return EXIT_OK

@@ -1,4 +1,4 @@
-"""What the cascade needs from an engine (Ollama, vastllm's transformers model API)."""
+"""What the cascade needs from an engine (Ollama, vastllm's transformers model API, vLLM)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from vastllm.cascade.progress import ProgressFn
 
 
 class EngineAdapter(Protocol):
-    name: str
+    name: str  # the candidates' ``engine`` (vastllm_engine): ollama, transformers, vllm
+    served_by: str  # the server, as the active-model file names it: ollama, model_api, vllm
+    wire: str  # the protocol the proxy speaks to it, the active-model file's ``engine``
     base_url: str  # written to the active-model file: where clients reach the model
 
     def is_present(self, candidate: Candidate) -> bool:

@@ -9,6 +9,8 @@ Rules (all sizes in bytes, printed in decimal GB):
     layers across GPUs when it does not fit on one; the headroom covers the per-GPU buffers.
   - ``largest`` (default for ``transformers``): free VRAM of the largest single GPU, because the
     model API loads the whole model onto one device.
+  - ``vllm`` counts as ``sum`` too: the vllm role shards the model over all GPUs (tensor
+    parallel = the GPU count).
 
   VRAM held by models the engine itself has loaded (``reclaimable_vram_bytes``, from Ollama's
   ``/api/ps``) counts as free: the engine unloads them to load another model. A GPU that does
@@ -33,7 +35,7 @@ from vastllm.cascade.units import gb
 
 SUM = "sum"
 LARGEST = "largest"
-DEFAULT_VRAM_POLICY: Mapping[str, str] = {"ollama": SUM, "transformers": LARGEST}
+DEFAULT_VRAM_POLICY: Mapping[str, str] = {"ollama": SUM, "transformers": LARGEST, "vllm": SUM}
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,8 @@ def pull_error_reason(message: str) -> str:
 
 class OllamaEngine:
     name = "ollama"
+    served_by = "ollama"
+    wire = "ollama"
 
     def __init__(
         self,

@@ -78,10 +78,11 @@ def _order(
     if not sticky or previous is None:
         return order
     current = find_candidate(order, str(previous.get("name")))
-    if current is None or current.engine != previous.get("engine"):
+    if current is None:
         return order
     engine = engines.get(current.engine)
-    if engine is None:
+    # files written before served_by existed name the server in "engine" (ollama)
+    if engine is None or engine.served_by != previous.get("served_by", previous.get("engine")):
         return order
     try:
         present = engine.is_present(current)
@@ -177,7 +178,8 @@ def run_cascade(
     engine = engines[winner.engine]
     record: dict[str, Any] = {
         "name": winner.name,
-        "engine": winner.engine,
+        "engine": engine.wire,
+        "served_by": engine.served_by,
         "context_length": winner.context_length,
         "base_url": engine.base_url,
         "source": winner.tag,
