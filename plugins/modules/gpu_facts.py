@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vastllm_gpu import collect, subprocess_runner
+from ansible.module_utils.gpu_facts_collect import collect
+from ansible.module_utils.gpu_nvidia_smi import subprocess_runner
 
 DOCUMENTATION = r"""
 ---

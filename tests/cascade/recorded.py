@@ -3,13 +3,13 @@ outputs (tests/fixtures/nvidia-smi), in the shape of ``ansible_facts.vastllm_gpu
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
-from tests.support import FIXTURES, REPO
+from tests.gpu_facts.module_utils import load
+from tests.support import FIXTURES
 
-sys.path.insert(0, str(REPO / "plugins" / "module_utils"))
-import vastllm_gpu as gpu
+gpu_model = load("gpu_model")
+smi_parsers = load("gpu_smi_parsers")
 
 SMI = FIXTURES / "nvidia-smi"
 GB = 10**9
@@ -37,35 +37,41 @@ def facts_for(
 
 
 def h100(**kw: int) -> dict[str, Any]:
-    rows = gpu.parse_query_csv(_read("query-gpu-csv_1x-h100-80gb-hbm3_driver-590.48.01.csv"))
-    return facts_for(gpu.gpus_from_query_rows(rows), **kw)
+    rows = smi_parsers.parse_query_csv(
+        _read("query-gpu-csv_1x-h100-80gb-hbm3_driver-590.48.01.csv")
+    )
+    return facts_for(smi_parsers.gpus_from_query_rows(rows), **kw)
 
 
 def a5000(**kw: int) -> dict[str, Any]:
     """The recorded A5000 (WSL2): 24564 MiB total, 24196 in use, 368 free."""
-    table = gpu.parse_table(_read("table_1x-rtx-a5000-wsl2_nvsmi-555.42.03_driver-555.85.txt"))
+    table = smi_parsers.parse_table(
+        _read("table_1x-rtx-a5000-wsl2_nvsmi-555.42.03_driver-555.85.txt")
+    )
     return facts_for(table.gpus, **kw)
 
 
 def two_4090(**kw: int) -> dict[str, Any]:
-    table = gpu.parse_table(_read("table_2x-rtx4090_driver-550.90.07_partial-no-processes.txt"))
+    table = smi_parsers.parse_table(
+        _read("table_2x-rtx4090_driver-550.90.07_partial-no-processes.txt")
+    )
     return facts_for(table.gpus, **kw)
 
 
 def one_4090(**kw: int) -> dict[str, Any]:
     """Idle RTX 4090 (-q -x): 24214 MiB free."""
-    return facts_for(gpu.parse_xml(_read("q-x_1x-rtx4090_driver-535.86.05.xml")).gpus, **kw)
+    return facts_for(smi_parsers.parse_xml(_read("q-x_1x-rtx4090_driver-535.86.05.xml")).gpus, **kw)
 
 
 def rtx2080super(**kw: int) -> dict[str, Any]:
     """8 GB card: 7582 MiB free (--query-gpu CSV)."""
-    rows = gpu.parse_query_csv(_read("query-gpu-csv_1x-rtx2080super_driver-610.57.04.csv"))
-    return facts_for(gpu.gpus_from_query_rows(rows), **kw)
+    rows = smi_parsers.parse_query_csv(_read("query-gpu-csv_1x-rtx2080super_driver-610.57.04.csv"))
+    return facts_for(smi_parsers.gpus_from_query_rows(rows), **kw)
 
 
 def no_gpu(**kw: int) -> dict[str, Any]:
     """CPU mode: the driver says 'No devices were found'."""
-    failure = gpu.classify_failure(
+    failure = gpu_model.classify_failure(
         _read("fail_no-devices-were-found_open-gpu-kernel-modules-862.txt")
     )
     facts = facts_for([], **kw)

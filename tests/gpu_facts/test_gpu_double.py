@@ -15,14 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.gpu_facts.test_gpu_parsers import SMI, load_gpu_utils
+from tests.gpu_facts.module_utils import load
+from tests.gpu_facts.test_gpu_parsers import SMI
 from tests.support import REPO
 
-gpu = load_gpu_utils()
+gpu_model = load("gpu_model")
+smi_parsers = load("gpu_smi_parsers")
+nvidia_smi = load("gpu_nvidia_smi")
 
 DOUBLE = REPO / "tests" / "doubles" / "nvidia-smi-double"
 DATA = REPO / "tests" / "doubles" / "nvidia_smi_double"
-QUERY = [f"--query-gpu={','.join(gpu.QUERY_FIELDS)}", "--format=csv"]
+QUERY = [f"--query-gpu={','.join(nvidia_smi.QUERY_FIELDS)}", "--format=csv"]
 GPU_SCENARIOS = ["a5000-24gb", "2x-rtx4090", "h100-80gb", "h100-80gb-mig", "rtx2080super-610"]
 FAILURE_SCENARIOS = {  # scenario -> (recorded message file or text, exit code)
     "no-devices": ("fail_no-devices-were-found_open-gpu-kernel-modules-862.txt", 6),
@@ -118,7 +121,7 @@ def test_scenario_state_matches_its_recordings(name: str) -> None:
     for key, file_name in recorded.items():
         text = (SMI / file_name).read_text()
         if key == "table":
-            report = gpu.parse_table(text)
+            report = smi_parsers.parse_table(text)
             assert report.versions.driver_version == state["driver_version"]
             assert report.versions.cuda_version == state["cuda_version"]
             smi_version = state.get("nvidia_smi_version", state["driver_version"])
@@ -129,9 +132,9 @@ def test_scenario_state_matches_its_recordings(name: str) -> None:
                 assert parsed.memory_total_mib == wanted["memory_total_mib"]
                 assert parsed.memory_used_mib == wanted["memory_used_mib"]
         elif key == "csv":
-            rows = gpu.parse_query_csv(text)
+            rows = smi_parsers.parse_query_csv(text)
             assert rows[0]["driver_version"] == state["driver_version"]
-            for parsed, wanted in zip(gpu.gpus_from_query_rows(rows), gpus, strict=True):
+            for parsed, wanted in zip(smi_parsers.gpus_from_query_rows(rows), gpus, strict=True):
                 assert (parsed.name, parsed.uuid) == (wanted["name"], wanted["uuid"])
                 assert (
                     parsed.memory_total_mib,
@@ -146,7 +149,7 @@ def test_scenario_state_matches_its_recordings(name: str) -> None:
             reserved = [int(str(r["memory.reserved"]).split()[0]) for r in rows]
             assert reserved == [g["memory_reserved_mib"] for g in gpus]
         elif key in ("q", "version"):
-            parse = gpu.parse_q_text if key == "q" else gpu.parse_version_output
+            parse = smi_parsers.parse_q_text if key == "q" else smi_parsers.parse_version_output
             versions = parse(text)
             assert (versions.driver_version, versions.cuda_version) == (
                 state["driver_version"],
@@ -175,11 +178,11 @@ def test_recorded_outputs_are_replayed_verbatim(name: str) -> None:
 )
 def test_every_command_tells_the_same_story(name: str) -> None:
     """CSV, XML, -q, --version, the table and -L agree on GPUs and versions."""
-    csv_gpus = gpu.gpus_from_query_rows(gpu.parse_query_csv(answer(name, *QUERY)))
-    xml = gpu.parse_xml(answer(name, "-q", "-x"))
-    table = gpu.parse_table(answer(name))
-    q_versions = gpu.parse_q_text(answer(name, "-q"))
-    version = gpu.parse_version_output(answer(name, "--version"))
+    csv_gpus = smi_parsers.gpus_from_query_rows(smi_parsers.parse_query_csv(answer(name, *QUERY)))
+    xml = smi_parsers.parse_xml(answer(name, "-q", "-x"))
+    table = smi_parsers.parse_table(answer(name))
+    q_versions = smi_parsers.parse_q_text(answer(name, "-q"))
+    version = smi_parsers.parse_version_output(answer(name, "--version"))
     listing = answer(name, "-L").splitlines()
 
     assert len(csv_gpus) == len(xml.gpus) == len(table.gpus) == len(listing) >= 1
@@ -195,7 +198,7 @@ def test_every_command_tells_the_same_story(name: str) -> None:
         assert (t.memory_total_mib, t.memory_used_mib) == (c.memory_total_mib, c.memory_used_mib)
         assert c.mig_mode == x.mig_mode
 
-    rows = gpu.parse_query_csv(answer(name, *QUERY))
+    rows = smi_parsers.parse_query_csv(answer(name, *QUERY))
     driver = rows[0]["driver_version"]
     assert driver == xml.versions.driver_version == table.versions.driver_version
     assert driver == q_versions.driver_version == version.driver_version
@@ -242,7 +245,7 @@ def test_failure_scenarios_print_the_recorded_message(name: str, args: list[str]
     expected = (SMI / message).read_text() if message.endswith(".txt") else message
     done = run_double(*args, scenario=name)
     assert (done.returncode, done.stdout, done.stderr) == (code, expected, "")
-    assert gpu.classify_failure(done.stdout) is not None
+    assert gpu_model.classify_failure(done.stdout) is not None
 
 
 # ----------------------------------------------------------------------------------- choosing
@@ -250,7 +253,7 @@ def test_failure_scenarios_print_the_recorded_message(name: str, args: list[str]
 
 def test_custom_scenarios() -> None:
     got = answer("custom:NVIDIA RTX A5000,24564,24064;NVIDIA RTX A4000,16376,8000", *QUERY)
-    rows = gpu.gpus_from_query_rows(gpu.parse_query_csv(got))
+    rows = smi_parsers.gpus_from_query_rows(smi_parsers.parse_query_csv(got))
     assert [(g.name, g.memory_total_mib, g.memory_used_mib, g.memory_free_mib) for g in rows] == [
         ("NVIDIA RTX A5000", 24564, 500, 24064),
         ("NVIDIA RTX A4000", 16376, 8376, 8000),
@@ -275,7 +278,7 @@ def test_json_scenario_file(tmp_path: Path) -> None:
                   "memory_used_mib": 300, "memory_reserved_mib": 250}],
     }))  # fmt: skip
     for scenario in (str(path), f"json:{path}"):
-        (row,) = gpu.parse_query_csv(answer(scenario, *QUERY))
+        (row,) = smi_parsers.parse_query_csv(answer(scenario, *QUERY))
         assert (row["name"], row["memory.free"], row["driver_version"]) == (
             "NVIDIA GeForce RTX 3070", "7642 MiB", "535.183.01")  # fmt: skip
     failing = tmp_path / "broken.json"

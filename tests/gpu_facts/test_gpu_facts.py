@@ -1,4 +1,5 @@
-"""collect() of plugins/module_utils/vastllm_gpu.py with a fake NVML and a fake command runner.
+"""collect() of the gpu_facts module_utils (gpu_facts_collect) with a fake NVML and a fake command
+runner; the host capacity facts (host_capacity).
 
 No GPU exists here, so NVML and libcuda are replaced by fake "libraries" that follow the C ABI of
 nvml.h / cuda.h at the ctypes level (string buffers, pointers, return codes) and answer with
@@ -19,14 +20,19 @@ from typing import Any
 
 import pytest
 
-from tests.gpu_facts.test_gpu_parsers import SMI, load_gpu_utils
+from tests.gpu_facts.module_utils import load
+from tests.gpu_facts.test_gpu_parsers import SMI
 
-gpu = load_gpu_utils()
+gpu_model = load("gpu_model")
+nvidia_smi = load("gpu_nvidia_smi")
+gpu_nvml = load("gpu_nvml")
+host_capacity = load("host_capacity")
+gpu_facts_collect = load("gpu_facts_collect")
 
 MIB = 1024 * 1024
 NVIDIA_SMI = "/usr/bin/nvidia-smi"
-CSV_QUERY = (f"--query-gpu={','.join(gpu.QUERY_FIELDS)}", "--format=csv")
-CSV_QUERY_KMD = (f"--query-gpu={','.join(gpu.QUERY_FIELDS_KMD)}", "--format=csv")
+CSV_QUERY = (f"--query-gpu={','.join(nvidia_smi.QUERY_FIELDS)}", "--format=csv")
+CSV_QUERY_KMD = (f"--query-gpu={','.join(nvidia_smi.QUERY_FIELDS_KMD)}", "--format=csv")
 
 
 def read(name: str) -> str:
@@ -218,8 +224,8 @@ class FakeNvmlLibrary:
 
     def _memory_v2(self, handle: Any, pointer: Any) -> int:
         device = self._device(handle)
-        memory = _pointer_to(pointer, gpu.NvmlMemoryV2)
-        if memory.version != ctypes.sizeof(gpu.NvmlMemoryV2) | (2 << 24):
+        memory = _pointer_to(pointer, gpu_nvml.NvmlMemoryV2)
+        if memory.version != ctypes.sizeof(gpu_nvml.NvmlMemoryV2) | (2 << 24):
             return 25  # NVML_ERROR_ARGUMENT_VERSION_MISMATCH
         if device.total_mib is None:
             return 3
@@ -229,7 +235,7 @@ class FakeNvmlLibrary:
 
     def _memory_v1(self, handle: Any, pointer: Any) -> int:
         device = self._device(handle)
-        memory = _pointer_to(pointer, gpu.NvmlMemory)
+        memory = _pointer_to(pointer, gpu_nvml.NvmlMemory)
         if device.total_mib is None:
             return 3
         # v1 counts the reserved memory as used
@@ -258,7 +264,7 @@ class FakeLibcuda:
 
 
 def loader(nvml: Any = None, cuda: Any = None) -> Callable[[str], Any]:
-    libraries = {gpu.NVML_LIBRARY: nvml, gpu.CUDA_LIBRARY: cuda}
+    libraries = {gpu_nvml.NVML_LIBRARY: nvml, gpu_nvml.CUDA_LIBRARY: cuda}
 
     def load(name: str) -> Any:
         library = libraries.get(name)
@@ -312,7 +318,7 @@ def smi_answers(**recordings: str) -> dict[tuple[str, ...], tuple[int, str, str]
             "table": ()}  # fmt: skip
     answers = {}
     for key, text in recordings.items():
-        answer = select_columns(text, gpu.QUERY_FIELDS) if key == "csv" else text
+        answer = select_columns(text, nvidia_smi.QUERY_FIELDS) if key == "csv" else text
         answers[keys[key]] = (0, answer, "")
     return answers
 
@@ -324,7 +330,7 @@ def run_collect(
     cuda: Any = None,
     smi_installed: bool = True,
 ) -> dict[str, Any]:
-    facts: dict[str, Any] = gpu.collect(
+    facts: dict[str, Any] = gpu_facts_collect.collect(
         model_dir=str(tmp_path / "models"),
         runner=runner or FakeRunner({}),
         load_library=loader(nvml, cuda),
@@ -352,7 +358,7 @@ def test_nvml_reports_recorded_machine(tmp_path: Path, machine: str) -> None:
     assert facts["mode"] == "gpu"
     assert facts["source"] == "nvml"
     assert facts["driver_version"] == recorded.driver
-    assert facts["cuda_version"] == gpu.cuda_version_from_int(recorded.cuda)
+    assert facts["cuda_version"] == gpu_model.cuda_version_from_int(recorded.cuda)
     assert facts["cuda_version_source"] == "nvml"
     assert facts["gpu_count"] == len(recorded.devices)
     assert gpu_rows(facts) == [
@@ -607,7 +613,7 @@ def test_smi_refusing_driver_version_field_retries_with_kmd_version(tmp_path: Pa
     recorded = read("query-gpu-csv_1x-rtx2080super_driver-610.57.04.csv")
     runner = FakeRunner({
         CSV_QUERY: (2, 'Field "driver_version" is not a valid field to query.\n', ""),
-        CSV_QUERY_KMD: (0, select_columns(recorded, gpu.QUERY_FIELDS_KMD), ""),
+        CSV_QUERY_KMD: (0, select_columns(recorded, nvidia_smi.QUERY_FIELDS_KMD), ""),
         ("-q",): (0, read("q-text_1x-rtx2080super_driver-610.57.04.txt"), ""),
     })  # fmt: skip
     facts = run_collect(tmp_path, runner)
@@ -695,9 +701,9 @@ def test_collect_reports_every_documented_fact(tmp_path: Path) -> None:
 
 def test_nearest_existing(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
-    assert gpu.nearest_existing(str(tmp_path / "a" / "b" / "c")) == str(tmp_path / "a")
-    assert gpu.nearest_existing(str(tmp_path / "a")) == str(tmp_path / "a")
-    assert gpu.nearest_existing("/definitely/not/here") == "/"
+    assert host_capacity.nearest_existing(str(tmp_path / "a" / "b" / "c")) == str(tmp_path / "a")
+    assert host_capacity.nearest_existing(str(tmp_path / "a")) == str(tmp_path / "a")
+    assert host_capacity.nearest_existing("/definitely/not/here") == "/"
 
 
 def write_host(root: Path, files: dict[str, str]) -> str:
@@ -713,7 +719,7 @@ MEMINFO = "MemTotal:       65807796 kB\nMemFree:         1000000 kB\nMemAvailabl
 
 def test_memory_without_cgroup_limit(tmp_path: Path) -> None:
     root = write_host(tmp_path, {"proc/meminfo": MEMINFO, "sys/fs/cgroup/memory.max": "max\n"})
-    assert gpu.memory_facts(root) == {
+    assert host_capacity.memory_facts(root) == {
         "ram_total_bytes": 65807796 * 1024,
         "ram_available_bytes": 60000000 * 1024,
         "ram_limited_by_cgroup": False,
@@ -726,7 +732,7 @@ def test_memory_cgroup_v2_limit_lowers_total_and_available(tmp_path: Path) -> No
         "sys/fs/cgroup/memory.max": str(16 * 1024**3),
         "sys/fs/cgroup/memory.current": str(4 * 1024**3),
     })  # fmt: skip
-    assert gpu.memory_facts(root) == {
+    assert host_capacity.memory_facts(root) == {
         "ram_total_bytes": 16 * 1024**3,
         "ram_available_bytes": 12 * 1024**3,
         "ram_limited_by_cgroup": True,
@@ -739,7 +745,7 @@ def test_memory_cgroup_v1_unlimited_is_ignored(tmp_path: Path) -> None:
         "sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712\n",
         "sys/fs/cgroup/memory/memory.usage_in_bytes": "123\n",
     })  # fmt: skip
-    assert gpu.memory_facts(root)["ram_limited_by_cgroup"] is False
+    assert host_capacity.memory_facts(root)["ram_limited_by_cgroup"] is False
 
 
 @pytest.mark.parametrize(
@@ -751,20 +757,20 @@ def test_cpu_count_respects_cgroup_quota(
     tmp_path: Path, cpu_max: str | None, affinity: int, expected: int
 ) -> None:
     files = {"sys/fs/cgroup/cpu.max": cpu_max} if cpu_max else {}
-    assert gpu.cpu_count(write_host(tmp_path, files), affinity=affinity) == expected
+    assert host_capacity.cpu_count(write_host(tmp_path, files), affinity=affinity) == expected
 
 
 def test_real_host_figures_are_plausible() -> None:
-    facts = gpu.memory_facts("/")
+    facts = host_capacity.memory_facts("/")
     assert 0 < facts["ram_available_bytes"] <= facts["ram_total_bytes"]
-    assert 1 <= gpu.cpu_count("/") <= (os.cpu_count() or 1)
+    assert 1 <= host_capacity.cpu_count("/") <= (os.cpu_count() or 1)
 
 
 # ----------------------------------------------------------------------------------- plumbing
 
 
 def test_subprocess_runner(tmp_path: Path) -> None:
-    run = gpu.subprocess_runner(timeout=30)
+    run = nvidia_smi.subprocess_runner(timeout=30)
     assert run(["sh", "-c", "echo out; echo err >&2; exit 3"]) == (3, "out\n", "err\n")
     assert run(["sh", "-c", "echo $LC_ALL"])[1] == "C\n"
     code, _, err = run([str(tmp_path / "missing")])
@@ -773,7 +779,7 @@ def test_subprocess_runner(tmp_path: Path) -> None:
 
 
 def test_subprocess_runner_timeout() -> None:
-    code, _, err = gpu.subprocess_runner(timeout=0.2)(["sleep", "5"])
+    code, _, err = nvidia_smi.subprocess_runner(timeout=0.2)(["sleep", "5"])
     assert code == 124
     assert "timed out" in err
 
@@ -783,13 +789,13 @@ def test_find_nvidia_smi(tmp_path: Path) -> None:
     fake.parent.mkdir()
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
-    assert gpu.find_nvidia_smi(str(fake.parent)) == str(fake)
+    assert nvidia_smi.find_nvidia_smi(str(fake.parent)) == str(fake)
     empty = tmp_path / "empty"
     empty.mkdir()
     wsl = Path("/usr/lib/wsl/lib/nvidia-smi")
-    assert gpu.find_nvidia_smi(str(empty)) == (str(wsl) if wsl.exists() else None)
+    assert nvidia_smi.find_nvidia_smi(str(empty)) == (str(wsl) if wsl.exists() else None)
 
 
 def test_default_loader_raises_oserror_for_missing_library() -> None:
     with pytest.raises(OSError, match="libdoes-not-exist"):
-        gpu.load_native_library("libdoes-not-exist.so.1")
+        gpu_nvml.load_native_library("libdoes-not-exist.so.1")

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.gpu_facts.test_gpu_parsers import load_gpu_utils
+from tests.gpu_facts.module_utils import load
 
-gpu = load_gpu_utils()
+gpu_nvml = load("gpu_nvml")
 
 NVML_DOUBLE_C = r"""
 /* TEST DOUBLE of libnvidia-ml.so.1 -- values come from -D macros. */
@@ -178,7 +178,7 @@ def build_driver_doubles(directory: Path, defines: dict[str, str]) -> Path:
 
 def probe(tmp_path: Path, defines: dict[str, str]) -> object:
     library = compile_double(tmp_path, "libnvidia-ml.so.1", NVML_DOUBLE_C, defines)
-    return gpu.probe_nvml(gpu.load_native_library(str(library)))
+    return gpu_nvml.probe_nvml(gpu_nvml.load_native_library(str(library)))
 
 
 def test_h100_through_the_c_abi(tmp_path: Path) -> None:
@@ -220,4 +220,4 @@ def test_init_failure_through_the_c_abi(tmp_path: Path, rc: int, kind: str) -> N
 
 def test_libcuda_version_through_the_c_abi(tmp_path: Path) -> None:
     library = compile_double(tmp_path, "libcuda.so.1", LIBCUDA_DOUBLE_C, {"CUDA": "12050"})
-    assert gpu.libcuda_version(gpu.load_native_library(str(library))) == "12.5"
+    assert gpu_nvml.libcuda_version(gpu_nvml.load_native_library(str(library))) == "12.5"

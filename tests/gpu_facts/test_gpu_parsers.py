@@ -1,4 +1,5 @@
-"""Parsers of plugins/module_utils/vastllm_gpu.py over the recorded nvidia-smi outputs.
+"""nvidia-smi parsers and failure classification of the gpu_facts module_utils (gpu_smi_parsers,
+gpu_model) over the recorded nvidia-smi outputs.
 
 Fixtures: tests/fixtures/nvidia-smi (copied from /work/shared/fixtures/nvidia-smi; provenance in
 its INDEX.md). Expected values are transcribed from the fixture files by hand, so a parser bug
@@ -8,35 +9,18 @@ cannot make its own expectation.
 from __future__ import annotations
 
 import ast
-import importlib.machinery
-import importlib.util
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tests.gpu_facts.module_utils import GPU_MODULE_UTILS, MODULE_UTILS, load
 from tests.support import FIXTURES, REPO
 
 SMI = FIXTURES / "nvidia-smi"
-MODULE_UTILS = REPO / "plugins" / "module_utils" / "vastllm_gpu.py"
 
-
-def load_gpu_utils() -> ModuleType:
-    """Import plugins/module_utils/vastllm_gpu.py (not a package) as module ``vastllm_gpu``."""
-    if "vastllm_gpu" in sys.modules:
-        return sys.modules["vastllm_gpu"]
-    loader = importlib.machinery.SourceFileLoader("vastllm_gpu", str(MODULE_UTILS))
-    spec = importlib.util.spec_from_loader("vastllm_gpu", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["vastllm_gpu"] = module
-    loader.exec_module(module)
-    return module
-
-
-gpu = load_gpu_utils()
+gpu_model = load("gpu_model")
+smi_parsers = load("gpu_smi_parsers")
 
 
 def read(name: str) -> str:
@@ -68,7 +52,7 @@ def memory(g: object) -> tuple[int | None, int | None, int | None]:
     ],
 )
 def test_parse_mib(text: str | None, expected: int | None) -> None:
-    assert gpu.parse_mib(text) == expected
+    assert gpu_model.parse_mib(text) == expected
 
 
 @pytest.mark.parametrize(
@@ -84,17 +68,17 @@ def test_parse_mib(text: str | None, expected: int | None) -> None:
     ],
 )
 def test_cuda_version_from_int(encoded: int, expected: str) -> None:
-    assert gpu.cuda_version_from_int(encoded) == expected
+    assert gpu_model.cuda_version_from_int(encoded) == expected
 
 
 # ----------------------------------------------------------------------------------- CSV
 
 
 def test_csv_h100_with_header_and_units_picks_columns_by_name() -> None:
-    rows = gpu.parse_query_csv(read("query-gpu-csv_1x-h100-80gb-hbm3_driver-590.48.01.csv"))
+    rows = smi_parsers.parse_query_csv(read("query-gpu-csv_1x-h100-80gb-hbm3_driver-590.48.01.csv"))
     assert len(rows) == 1
     assert len(rows[0]) == 212
-    (g,) = gpu.gpus_from_query_rows(rows)
+    (g,) = smi_parsers.gpus_from_query_rows(rows)
     assert (g.index, g.name) == (0, "NVIDIA H100 80GB HBM3")
     assert g.uuid == "GPU-00000000-0000-0000-0000-000000000000"
     assert memory(g) == (81559, 0, 81081)
@@ -104,27 +88,29 @@ def test_csv_h100_with_header_and_units_picks_columns_by_name() -> None:
 
 
 def test_csv_h100_mig_enabled() -> None:
-    rows = gpu.parse_query_csv(read("query-gpu-csv_1x-h100-mig-enabled_driver-590.48.01.csv"))
-    (g,) = gpu.gpus_from_query_rows(rows)
+    rows = smi_parsers.parse_query_csv(
+        read("query-gpu-csv_1x-h100-mig-enabled_driver-590.48.01.csv")
+    )
+    (g,) = smi_parsers.gpus_from_query_rows(rows)
     assert memory(g) == (81559, 59, 81022)
     assert g.mig_mode == "Enabled"
     assert rows[0]["utilization.gpu"] is None  # [N/A] with MIG enabled
 
 
 def test_csv_driver_610_has_driver_and_kmd_version() -> None:
-    rows = gpu.parse_query_csv(read("query-gpu-csv_1x-rtx2080super_driver-610.57.04.csv"))
+    rows = smi_parsers.parse_query_csv(read("query-gpu-csv_1x-rtx2080super_driver-610.57.04.csv"))
     assert len(rows[0]) == 241
     assert rows[0]["driver_version"] == "610.57.04"
     assert rows[0]["kmd_version"] == "610.57.04"
-    (g,) = gpu.gpus_from_query_rows(rows)
+    (g,) = smi_parsers.gpus_from_query_rows(rows)
     assert g.name == "NVIDIA GeForce RTX 2080 SUPER"
     assert memory(g) == (8192, 211, 7582)
     assert g.mig_mode is None  # [N/A]
 
 
 def test_csv_nounits_without_memory_total_or_index() -> None:
-    rows = gpu.parse_query_csv(read("query-gpu-csv_1x-tesla-p100_netdata-fields.csv"))
-    (g,) = gpu.gpus_from_query_rows(rows)
+    rows = smi_parsers.parse_query_csv(read("query-gpu-csv_1x-tesla-p100_netdata-fields.csv"))
+    (g,) = smi_parsers.gpus_from_query_rows(rows)
     assert g.index == 0  # no index column: position
     assert g.name == "Tesla P100-PCIE-16GB"
     assert g.uuid == "GPU-ef1b2c9b-38d8-2090-2bd1-f567a3eb42a6"
@@ -139,8 +125,8 @@ def test_csv_noheader_two_rtx4090() -> None:
         "query-gpu-csv-noheader_2x-rtx4090_driver-550.90.07_as-printed-by-diffusers-cli.txt"
     )
     text = text.replace("- Accelerator: ", "", 1)
-    rows = gpu.parse_query_csv(text, fields=["name", "memory.total"])
-    gpus = gpu.gpus_from_query_rows(rows)
+    rows = smi_parsers.parse_query_csv(text, fields=["name", "memory.total"])
+    gpus = smi_parsers.gpus_from_query_rows(rows)
     assert [(g.index, g.name, g.memory_total_mib) for g in gpus] == [
         (0, "NVIDIA GeForce RTX 4090", 24564),
         (1, "NVIDIA GeForce RTX 4090", 24564),
@@ -156,13 +142,13 @@ def test_csv_gb10_memory_not_available() -> None:
         "0, NVIDIA GB10, GPU-00000000-0000-0000-0000-000000000000, [N/A], [N/A], [N/A], "
         "580.126.09\n"
     )
-    (g,) = gpu.gpus_from_query_rows(gpu.parse_query_csv(text))
+    (g,) = smi_parsers.gpus_from_query_rows(smi_parsers.parse_query_csv(text))
     assert g.name == "NVIDIA GB10"
     assert memory(g) == (None, None, None)
 
 
 def test_csv_empty_output_has_no_rows() -> None:
-    assert gpu.parse_query_csv("") == []
+    assert smi_parsers.parse_query_csv("") == []
 
 
 # ----------------------------------------------------------------------------------- XML
@@ -215,7 +201,7 @@ def test_every_xml_fixture_is_covered() -> None:
 @pytest.mark.parametrize("name", sorted(XML_EXPECTED))
 def test_xml_fixture(name: str) -> None:
     gpu_name, uuid, mem, driver, cuda, mig = XML_EXPECTED[name]
-    report = gpu.parse_xml(read(name))
+    report = smi_parsers.parse_xml(read(name))
     assert report.attached_gpus == 1
     (g,) = report.gpus
     assert (g.index, g.name, g.uuid) == (0, gpu_name, uuid)
@@ -227,7 +213,7 @@ def test_xml_fixture(name: str) -> None:
 def test_xml_mig_reports_the_whole_gpu_not_its_instances() -> None:
     text = read("q-x_1x-a100-sxm4-40gb-mig_driver-510.47.03.xml")
     assert text.count("<mig_device>") == 2  # two MIG instances with their own fb_memory_usage
-    (g,) = gpu.parse_xml(text).gpus
+    (g,) = smi_parsers.parse_xml(text).gpus
     assert g.memory_total_mib == 40960  # not an instance's 19968
 
 
@@ -236,7 +222,7 @@ def test_xml_attached_gpus_may_differ_from_gpu_elements() -> None:
     text = read("q-x_1x-a100-sxm4-40gb-mig_driver-510.47.03.xml").replace(
         "<attached_gpus>1</attached_gpus>", "<attached_gpus>4</attached_gpus>"
     )
-    report = gpu.parse_xml(text)
+    report = smi_parsers.parse_xml(text)
     assert report.attached_gpus == 4
     assert len(report.gpus) == 1
 
@@ -246,7 +232,7 @@ def test_xml_without_cuda_version_like_610() -> None:
     text = re.sub(
         r"\s*<cuda_version>[^<]*</cuda_version>", "", read("q-x_1x-rtx3080_driver-595.58.03.xml")
     )
-    report = gpu.parse_xml(text)
+    report = smi_parsers.parse_xml(text)
     assert report.versions.cuda_version is None
     assert report.versions.driver_version == "595.58.03"
     assert report.gpus[0].memory_total_mib == 10240
@@ -256,25 +242,25 @@ def test_xml_with_encoding_declaration() -> None:
     text = read("q-x_1x-tesla-t4_driver-515.105.01.xml").replace(
         '<?xml version="1.0" ?>', '<?xml version="1.0" encoding="UTF-8"?>'
     )
-    assert gpu.parse_xml(text).gpus[0].name == "Tesla T4"
+    assert smi_parsers.parse_xml(text).gpus[0].name == "Tesla T4"
 
 
 @pytest.mark.parametrize("text", ["", "No devices were found", "<html></html>", "<a><b></a>"])
 def test_xml_rejects_other_output(text: str) -> None:
     with pytest.raises(ValueError, match=r"not XML|unexpected XML root"):
-        gpu.parse_xml(text)
+        smi_parsers.parse_xml(text)
 
 
 # ----------------------------------------------------------------------------------- -q text
 
 
 def test_q_text_590_old_keys() -> None:
-    versions = gpu.parse_q_text(read("q-text_1x-h100-80gb-hbm3_driver-590.48.01.txt"))
+    versions = smi_parsers.parse_q_text(read("q-text_1x-h100-80gb-hbm3_driver-590.48.01.txt"))
     assert (versions.driver_version, versions.cuda_version) == ("590.48.01", "13.1")
 
 
 def test_q_text_610_prefers_kmd_and_umd_keys() -> None:
-    versions = gpu.parse_q_text(read("q-text_1x-rtx2080super_driver-610.57.04.txt"))
+    versions = smi_parsers.parse_q_text(read("q-text_1x-rtx2080super_driver-610.57.04.txt"))
     assert (versions.driver_version, versions.cuda_version) == ("610.57.04", "13.3")
 
 
@@ -287,13 +273,13 @@ def test_q_text_610_deprecated_keys_alone_give_the_first_token() -> None:
         if not line.startswith(("KMD Version", "CUDA UMD Version"))
     )
     assert "[Deprecated;" in text
-    versions = gpu.parse_q_text(text)
+    versions = smi_parsers.parse_q_text(text)
     assert (versions.driver_version, versions.cuda_version) == ("610.57.04", "13.3")
 
 
 def test_q_text_ignores_indented_keys() -> None:
     # "GSP Firmware Version : 610.57.04" and friends are per-GPU, indented
-    versions = gpu.parse_q_text("    CUDA Version : 99.9\nDriver Version : 1.2\n")
+    versions = smi_parsers.parse_q_text("    CUDA Version : 99.9\nDriver Version : 1.2\n")
     assert (versions.driver_version, versions.cuda_version) == ("1.2", None)
 
 
@@ -301,14 +287,14 @@ def test_q_text_ignores_indented_keys() -> None:
 
 
 def test_version_590() -> None:
-    versions = gpu.parse_version_output(read("version_driver-590.48.01.txt"))
+    versions = smi_parsers.parse_version_output(read("version_driver-590.48.01.txt"))
     assert versions.driver_version == "590.48.01"
     assert versions.cuda_version == "13.1"
     assert versions.nvidia_smi_version == "590.48.01"
 
 
 def test_version_610_deprecated_lines_carry_no_number() -> None:
-    versions = gpu.parse_version_output(read("version_driver-610.57.04.txt"))
+    versions = smi_parsers.parse_version_output(read("version_driver-610.57.04.txt"))
     assert versions.driver_version == "610.57.04"
     assert versions.cuda_version == "13.3"
 
@@ -339,7 +325,7 @@ def test_every_table_fixture_is_covered() -> None:
 
 def check_table(text: str, expected: tuple[str, str, str, list[tuple[int, str, int, int]]]) -> None:
     smi, driver, cuda, gpus = expected
-    report = gpu.parse_table(text)
+    report = smi_parsers.parse_table(text)
     assert report.versions.nvidia_smi_version == smi
     assert report.versions.driver_version == driver
     assert report.versions.cuda_version == cuda
@@ -370,7 +356,7 @@ def test_every_table_fixture_has_its_mig_modes() -> None:
 
 @pytest.mark.parametrize("name", sorted(TABLE_MIG_EXPECTED))
 def test_table_mig_mode(name: str) -> None:
-    report = gpu.parse_table(read(name))
+    report = smi_parsers.parse_table(read(name))
     assert [g.mig_mode for g in report.gpus] == TABLE_MIG_EXPECTED[name]
 
 
@@ -380,9 +366,11 @@ def test_table_mig_mode_per_gpu() -> None:
     mig_rows = [i for i, line in enumerate(lines) if line.endswith("N/A |")]
     assert len(mig_rows) == 2
     lines[mig_rows[1]] = lines[mig_rows[1]].replace("    N/A |", "Enabled |")
-    report = gpu.parse_table("\n".join(lines))
+    report = smi_parsers.parse_table("\n".join(lines))
     assert [(g.index, g.mig_mode, g.memory_total_mib) for g in report.gpus] == [
-        (0, None, 24564), (1, "Enabled", 24564)]
+        (0, None, 24564),
+        (1, "Enabled", 24564),
+    ]
 
 
 def test_table_without_mig_line_reads_no_mig_mode() -> None:
@@ -402,13 +390,17 @@ def test_table_without_mig_line_reads_no_mig_mode() -> None:
 | 31%   34C    P8     9W / 120W |      5MiB /  5912MiB |      0%      Default |
 +-------------------------------+----------------------+----------------------+
 """
-    report = gpu.parse_table(text)
+    report = smi_parsers.parse_table(text)
     assert [(g.index, g.memory_used_mib, g.mig_mode) for g in report.gpus] == [
-        (0, 0, None), (1, 5, None)]
+        (0, 0, None),
+        (1, 5, None),
+    ]
 
 
 def test_table_wsl2_driver_differs_from_nvidia_smi() -> None:
-    report = gpu.parse_table(read("table_1x-rtx-a5000-wsl2_nvsmi-555.42.03_driver-555.85.txt"))
+    report = smi_parsers.parse_table(
+        read("table_1x-rtx-a5000-wsl2_nvsmi-555.42.03_driver-555.85.txt")
+    )
     assert report.versions.driver_version == "555.85"
     assert report.versions.nvidia_smi_version == "555.42.03"
 
@@ -427,7 +419,7 @@ def test_table_gb10_memory_not_supported() -> None:
     text = read("table_1x-h100-80gb-hbm3_driver-590.48.01.txt").replace(
         "|       0MiB /  81559MiB |", "|          Not Supported |"
     )
-    (g,) = gpu.parse_table(text).gpus
+    (g,) = smi_parsers.parse_table(text).gpus
     assert g.name == "NVIDIA H100 80GB HBM3"
     assert memory(g) == (None, None, None)
 
@@ -455,14 +447,14 @@ def test_table_vgpu_host_cuda_not_available() -> None:
     text = read("table_1x-h100-80gb-hbm3_driver-590.48.01.txt").replace(
         "CUDA Version: 13.1  ", "CUDA Version: N/A   "
     )
-    report = gpu.parse_table(text)
+    report = smi_parsers.parse_table(text)
     assert report.versions.cuda_version is None
     assert report.versions.driver_version == "590.48.01"
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in SMI.glob("fail_*.txt")))
 def test_table_parser_finds_nothing_in_failure_output(name: str) -> None:
-    report = gpu.parse_table(read(name))
+    report = smi_parsers.parse_table(read(name))
     assert report.gpus == []
     assert report.versions.driver_version is None
 
@@ -490,7 +482,7 @@ def test_every_failure_fixture_is_covered() -> None:
 @pytest.mark.parametrize("name", sorted(FAILURE_EXPECTED))
 def test_failure_fixture(name: str) -> None:
     kind, phrases, nvml_version = FAILURE_EXPECTED[name]
-    failure = gpu.classify_failure(read(name))
+    failure = gpu_model.classify_failure(read(name))
     assert failure is not None
     assert failure.kind == kind
     for phrase in phrases:
@@ -514,7 +506,7 @@ def test_failure_fixture(name: str) -> None:
     ],
 )  # fmt: skip
 def test_other_known_failures(message: str, kind: str, phrase: str) -> None:
-    failure = gpu.classify_failure(message)
+    failure = gpu_model.classify_failure(message)
     assert failure is not None
     assert (failure.kind, phrase in failure.problem) == (kind, True)
 
@@ -524,7 +516,7 @@ def test_other_known_failures(message: str, kind: str, phrase: str) -> None:
     ["", read("table_1x-h100-80gb-hbm3_driver-590.48.01.txt"), 'Field "x" is not a valid field'],
 )
 def test_unknown_output_is_not_classified(text: str) -> None:
-    assert gpu.classify_failure(text) is None
+    assert gpu_model.classify_failure(text) is None
 
 
 # ----------------------------------------------------------------------------------- Python 3.8
@@ -591,7 +583,7 @@ def test_python38_check_finds_newer_code() -> None:
 @pytest.mark.parametrize(
     "path",
     [
-        MODULE_UTILS,
+        *(MODULE_UTILS / f"{name}.py" for name in GPU_MODULE_UTILS),
         REPO / "plugins" / "modules" / "gpu_facts.py",
         REPO / "tests" / "doubles" / "nvidia-smi-double",
     ],
