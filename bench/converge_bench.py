@@ -35,17 +35,27 @@ def main() -> int:
     if not args.inventory.exists():
         print(f"no demo inventory at {args.inventory}: run `make demo` first", file=sys.stderr)
         return 2
-    forwards = (f'tunnel_forwards=[{{"name": "proxy", "remote_port": 8082, '
-                f'"local_port": {args.proxy_port}}}]')
+    forwards = (
+        f'tunnel_forwards=[{{"name": "proxy", "remote_port": 8082, '
+        f'"local_port": {args.proxy_port}}}]'
+    )
     cmd = [str(REPO / ".venv" / "bin" / "vastllm"), "-i", str(args.inventory), "-e", forwards, "up"]
-    env = dict(os.environ, PY_COLORS="0", ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+    env = dict(
+        os.environ, PY_COLORS="0", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CONFIG=str(REPO / "ansible.cfg")
+    )
     times: list[float] = []
     output = ""
     for run in range(1, args.runs + 1):
         started = time.monotonic()
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
-                              check=False, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            cmd,
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
         times.append(time.monotonic() - started)
         output = proc.stdout + proc.stderr
         changed = dict(_RECAP.findall(output))
@@ -53,8 +63,10 @@ def main() -> int:
         if proc.returncode != 0:
             print(output[-3000:], file=sys.stderr)
             return 1
-    print(f"median {statistics.median(times):.1f} s over {len(times)} runs "
-          f"(min {min(times):.1f}, max {max(times):.1f})")
+    print(
+        f"median {statistics.median(times):.1f} s over {len(times)} runs "
+        f"(min {min(times):.1f}, max {max(times):.1f})"
+    )
     return 0
 
 

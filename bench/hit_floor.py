@@ -7,8 +7,8 @@ Run on demand (not a test; all traffic on 127.0.0.1):
 Starts a real ``redis-server`` and, one at a time, minimal aiohttp servers on a free port that
 read the POST body and answer a fixed 300-byte JSON: ``bare`` (no Redis), ``redis-py`` (one
 ``GET`` through redis-py's asyncio client with a blocking pool, as the proxy had it) and ``resp``
-(one ``GET`` through the proxy's own pipelined client, vastllm.proxy.resp), each with 1 or more
-processes sharing the port (SO_REUSEPORT). Measured with ``wrk -t1 -c{1,32} --latency`` and
+(one ``GET`` through the proxy's own pipelined client, vastllm.proxy.cache.redis), each with 1
+or more processes sharing the port (SO_REUSEPORT). Measured with ``wrk -t1 -c{1,32} --latency`` and
 bench/wrk_post.lua (SAME=1); medians over rounds, variants interleaved, under the exclusive
 flock on /tmp/vastllm-bench.lock. Prints a Markdown table.
 
@@ -54,7 +54,7 @@ def serve(mode: str, port: int, redis_port: int) -> None:
             client = aioredis.Redis(connection_pool=pool)
             get = client.get
         elif mode == "resp":
-            from vastllm.proxy.resp import RedisClient  # noqa: PLC0415
+            from vastllm.proxy.cache.redis import RedisClient  # noqa: PLC0415
 
             get = RedisClient(url).get
 

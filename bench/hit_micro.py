@@ -23,11 +23,15 @@ sys.path.insert(0, str(REPO / "src"))
 
 import orjson  # noqa: E402
 
-from vastllm.proxy import anthropic_request, anthropic_response, http_io, openai_api  # noqa: E402
-from vastllm.proxy.cache import cache_key  # noqa: E402
-from vastllm.proxy.chat import ChatResult  # noqa: E402
+from vastllm.proxy import http_io  # noqa: E402
+from vastllm.proxy.anthropic import parse as anthropic_parse  # noqa: E402
+from vastllm.proxy.anthropic import render as anthropic_render  # noqa: E402
+from vastllm.proxy.cache.store import cache_key  # noqa: E402
 from vastllm.proxy.metrics import Metrics  # noqa: E402
 from vastllm.proxy.models import ModelCatalog  # noqa: E402
+from vastllm.proxy.neutral import ChatResult  # noqa: E402
+from vastllm.proxy.openai import parse as openai_parse  # noqa: E402
+from vastllm.proxy.openai import render as openai_render  # noqa: E402
 from vastllm.proxy.service import ChatService  # noqa: E402
 from vastllm.proxy.settings import ProxySettings  # noqa: E402
 
@@ -48,27 +52,27 @@ def main() -> int:
     service = ChatService(settings, catalog, None, None, Metrics())  # type: ignore[arg-type]
     entry = ChatResult("Paris is the capital of France.", [], "stop", 12, 8).to_json()
     body = orjson.loads(RAW)
-    req = openai_api.parse(body)
+    req = openai_parse.parse(body)
     service.prepare(req)
     result = ChatResult.from_json(entry)
 
     def whole() -> Any:
-        r = openai_api.parse(orjson.loads(RAW))
+        r = openai_parse.parse(orjson.loads(RAW))
         service.prepare(r)
         cache_key(r)
         res = ChatResult.from_json(entry)
-        body = openai_api.render_completion(res, r.model)
+        body = openai_render.render_completion(res, r.model)
         return http_io.json_response(body, headers={"x-vastllm-cache": "hit"})
 
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("decode the body (orjson.loads)", lambda: orjson.loads(RAW)),
-        ("OpenAI parse", lambda: openai_api.parse(body)),
-        ("Anthropic parse", lambda: anthropic_request.parse(body)),
+        ("OpenAI parse", lambda: openai_parse.parse(body)),
+        ("Anthropic parse", lambda: anthropic_parse.parse(body)),
         ("prepare (resolve model, estimate, clamp)", lambda: service.prepare(req)),
         ("cache key (sorted JSON + SHA-256)", lambda: cache_key(req)),
         ("decode the cache entry", lambda: ChatResult.from_json(entry)),
-        ("render OpenAI completion", lambda: openai_api.render_completion(result, "mock")),
-        ("render Anthropic message", lambda: anthropic_response.render_message(result, "mock")),
+        ("render OpenAI completion", lambda: openai_render.render_completion(result, "mock")),
+        ("render Anthropic message", lambda: anthropic_render.render_message(result, "mock")),
         ("aiohttp web.Response", lambda: http_io.json_response(b"{}", headers={"a": "b"})),
         ("all of the above for one OpenAI hit", whole),
     ]

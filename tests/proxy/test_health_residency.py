@@ -19,7 +19,7 @@ import pytest
 
 from tests.proxy.conftest import OllamaDouble, Proxy, upstream, wait_until
 from tests.support import FIXTURES
-from vastllm.proxy.residency import parse_ps
+from vastllm.proxy.upstreams.residency import parse_ps
 
 ACTIVE = "qwen2.5-coder:7b"
 OTHER = "llama3.1:8b"

@@ -1,4 +1,4 @@
-"""``workers: N``: N processes share the port (SO_REUSEPORT) under one supervisor; /metrics adds
+"""``workers: N``: N processes share the port (SO_REUSEPORT) under one WorkerPool; /metrics adds
 up all of them; one worker dying takes the whole proxy down for the service manager to restart."""
 
 from __future__ import annotations

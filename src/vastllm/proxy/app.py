@@ -9,17 +9,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from vastllm.proxy import errors, http_io, routes_anthropic, routes_openai, routes_ops
+from vastllm.proxy import errors, http_io, ops
+from vastllm.proxy.anthropic import render as anthropic_render
+from vastllm.proxy.anthropic import routes as anthropic_routes
 from vastllm.proxy.auth import ApiKeys
-from vastllm.proxy.cache import ResponseCache
+from vastllm.proxy.cache.store import ResponseCache
 from vastllm.proxy.guard import Guard
 from vastllm.proxy.metrics import Metrics
 from vastllm.proxy.models import ModelCatalog
-from vastllm.proxy.residency import ResidencyProbe
-from vastllm.proxy.router import Router
+from vastllm.proxy.openai import render as openai_render
+from vastllm.proxy.openai import routes as openai_routes
 from vastllm.proxy.service import ChatService
 from vastllm.proxy.settings import ProxySettings
 from vastllm.proxy.state import STATE, ProxyState
+from vastllm.proxy.upstreams.residency import ResidencyProbe
+from vastllm.proxy.upstreams.router import Router
 from vastllm.proxy.worker_metrics import WorkerMetrics
 from vastllm.proxy.workers import WorkerRole
 
@@ -52,7 +56,7 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
         if preflight is not None:
             resp = preflight
         else:
-            if path not in routes_ops.PATHS:
+            if path not in ops.PATHS:
                 st.keys.check(request.headers)
             resp = await handler(request)
     except errors.ProxyError as e:
@@ -67,9 +71,9 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def _error(err: errors.ProxyError, path: str) -> web.Response:
-    if path in routes_openai.PATHS:
-        return http_io.json_response(err.openai_body(), status=err.status)
-    return http_io.json_response(err.anthropic_body(), status=err.status)
+    if path in openai_routes.PATHS:
+        return http_io.json_response(openai_render.error_body(err), status=err.status)
+    return http_io.json_response(anthropic_render.error_body(err), status=err.status)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -135,8 +139,8 @@ def build_app(settings: ProxySettings, role: WorkerRole | None = None) -> web.Ap
         app.on_response_prepare.append(guard.add_cors_headers)
     if role is not None:
         app[ROLE] = role
-    routes_anthropic.add_routes(app)
-    routes_openai.add_routes(app)
-    routes_ops.add_routes(app)
+    anthropic_routes.add_routes(app)
+    openai_routes.add_routes(app)
+    ops.add_routes(app)
     app.cleanup_ctx.append(_lifecycle)
     return app

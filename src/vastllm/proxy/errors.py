@@ -1,13 +1,21 @@
-"""Errors the proxy answers with, rendered in Anthropic's or OpenAI's shape.
+"""Errors the proxy answers with: one exception tree, each class with its HTTP status and its
+error type in each dialect.
 
 Every failure a client can see is a :class:`ProxyError`; the HTTP layer picks the body shape by
-route (Anthropic routes get ``{"type":"error","error":{...}}``, OpenAI routes get
-``{"error":{"message","type","param","code"}}``).
+route, and each dialect renders it (``anthropic.render.error_body``:
+``{"type":"error","error":{...}}``; ``openai.render.error_body``:
+``{"error":{"message","type","param","code"}}``)::
+
+    ProxyError (500 api_error)
+    +-- InvalidRequest (400)        +-- RateLimited (429)
+    +-- AuthenticationFailed (401)  +-- UpstreamFailed (500)
+    +-- Forbidden (403)             +-- Unavailable (503)
+    +-- NotFound (404)              +-- Overloaded (529)
+    +-- MethodNotAllowed (405)      +-- RequestTooLarge (413)
+    +-- MisdirectedRequest (421)    +-- UnsupportedMediaType (415)
 """
 
 from __future__ import annotations
-
-import orjson
 
 
 class ProxyError(Exception):
@@ -22,23 +30,6 @@ class ProxyError(Exception):
         self.message = message
         if status is not None:
             self.status = status
-
-    def anthropic_body(self) -> bytes:
-        return orjson.dumps(
-            {"type": "error", "error": {"type": self.anthropic_type, "message": self.message}}
-        )
-
-    def openai_body(self) -> bytes:
-        return orjson.dumps(
-            {
-                "error": {
-                    "message": self.message,
-                    "type": self.openai_type,
-                    "param": None,
-                    "code": None,
-                }
-            }
-        )
 
 
 class InvalidRequest(ProxyError):

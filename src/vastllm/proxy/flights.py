@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 from vastllm.proxy import errors
-from vastllm.proxy.chat import Event
+from vastllm.proxy.neutral import Event
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 
 from vastllm.proxy import errors
-from vastllm.proxy.chat import ChatRequest, Event
+from vastllm.proxy.neutral import ChatRequest, Event
 from vastllm.proxy.service import ChatService, Execution
 
 JSON = "application/json"

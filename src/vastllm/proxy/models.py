@@ -15,8 +15,8 @@ from pathlib import Path
 
 import orjson
 
-from vastllm.proxy.chat import ModelTarget
 from vastllm.proxy.errors import NotFound
+from vastllm.proxy.neutral import ModelTarget
 from vastllm.proxy.settings import ProxySettings
 
 log = logging.getLogger(__name__)

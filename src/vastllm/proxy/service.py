@@ -9,13 +9,13 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from vastllm.proxy import errors, tokens
-from vastllm.proxy.cache import ResponseCache, cache_key
-from vastllm.proxy.chat import ChatRequest, ChatResult, Event, accumulate
+from vastllm.proxy.cache.store import ResponseCache, cache_key
 from vastllm.proxy.flights import Flight
 from vastllm.proxy.metrics import Metrics
 from vastllm.proxy.models import ModelCatalog
-from vastllm.proxy.router import Router
+from vastllm.proxy.neutral import ChatRequest, ChatResult, Event, accumulate
 from vastllm.proxy.settings import ProxySettings
+from vastllm.proxy.upstreams.router import Router
 
 log = logging.getLogger(__name__)
 

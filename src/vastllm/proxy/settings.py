@@ -39,7 +39,7 @@ from vastllm.config_file import (
     is_loopback_bind,
     split_list,
 )
-from vastllm.proxy.resp import parse_url
+from vastllm.proxy.cache.redis import parse_url
 
 ENV_PREFIX = "VASTLLM_PROXY_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"

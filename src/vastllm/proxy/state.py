@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from vastllm.proxy.auth import ApiKeys
-from vastllm.proxy.cache import ResponseCache
+from vastllm.proxy.cache.store import ResponseCache
 from vastllm.proxy.guard import Guard
 from vastllm.proxy.metrics import Metrics
 from vastllm.proxy.models import ModelCatalog
-from vastllm.proxy.residency import ResidencyProbe
-from vastllm.proxy.router import Router
 from vastllm.proxy.service import ChatService
 from vastllm.proxy.settings import ProxySettings
+from vastllm.proxy.upstreams.residency import ResidencyProbe
+from vastllm.proxy.upstreams.router import Router
 from vastllm.proxy.worker_metrics import WorkerMetrics
 
 

@@ -13,7 +13,7 @@ context, so the two always agree.
 from __future__ import annotations
 
 from vastllm.proxy import validate
-from vastllm.proxy.chat import ChatRequest, Message
+from vastllm.proxy.neutral import ChatRequest, Message
 
 BYTES_PER_TOKEN = 4
 PER_MESSAGE = 4

@@ -1,5 +1,5 @@
 """``/metrics`` over all workers: each worker writes its counters to a file in the directory the
-supervisor made, every :data:`INTERVAL` seconds (atomically: write, then rename); the worker that
+WorkerPool made, every :data:`INTERVAL` seconds (atomically: write, then rename); the worker that
 answers a scrape writes its own first and adds up every file. Another worker's figures are at
 most :data:`INTERVAL` old. Gauges that are one state for all (upstream up, Redis up, residency)
 come from the answering worker; requests in flight are summed."""
@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from vastllm.proxy.metrics import Metrics, UpstreamGauge
-from vastllm.proxy.router import Router
+from vastllm.proxy.upstreams.router import Router
 from vastllm.proxy.workers import WorkerRole
 
 log = logging.getLogger(__name__)

@@ -1,12 +1,12 @@
-"""Several worker processes on one port (``workers`` > 1), supervised by the first process.
+"""Several worker processes on one port (``workers`` > 1), run by a WorkerPool in the first process.
 
 One event loop serves requests one at a time: with 32 clients in flight a cache hit waits for
 the 31 before it, so its latency is about 32 x the ~100 us a hit costs (bench/RESULTS.md). More
-cores help only through more processes. The supervisor starts ``workers`` copies of
+cores help only through more processes. The pool (the first process) starts ``workers`` copies of
 ``python -m vastllm.proxy``; each binds the port with ``SO_REUSEPORT``, so the kernel spreads new
 connections over them. SIGTERM/SIGINT stop them all; a worker that dies stops the others and the
-supervisor exits 1, so the service manager restarts the whole proxy (a half-dead proxy is not
-kept). Workers die with the supervisor (``PR_SET_PDEATHSIG``) so none keeps the port orphaned.
+pool exits 1, so the service manager restarts the whole proxy (a half-dead proxy is not
+kept). Workers die with the pool (``PR_SET_PDEATHSIG``) so none keeps the port orphaned.
 
 Per worker, by design: request coalescing, ``max_outstanding``, upstream health and ``/health``.
 ``/metrics`` adds up every worker's counters (see :mod:`vastllm.proxy.worker_metrics`).
@@ -33,7 +33,7 @@ from vastllm.proxy.settings import ProxySettings
 
 log = logging.getLogger(__name__)
 
-WORKER_ENV = "_VASTLLM_PROXY_WORKER"  # index of this worker (set by the supervisor only)
+WORKER_ENV = "_VASTLLM_PROXY_WORKER"  # index of this worker (set by the pool only)
 SHARED_ENV = "_VASTLLM_PROXY_SHARED_DIR"  # where the workers' metrics snapshots live
 STOP_SECONDS = 10.0
 PR_SET_PDEATHSIG = 1
@@ -63,7 +63,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-class Supervisor:
+class WorkerPool:
     def __init__(self, settings: ProxySettings) -> None:
         self.count = settings.workers
         self.stopping = False

@@ -1,4 +1,5 @@
-"""Neutral events/results -> Anthropic Messages answers (JSON and SSE).
+"""Neutral events/results -> Anthropic Messages answers (JSON and SSE), and errors in
+Anthropic's shape.
 
 The stream follows Anthropic's event order: ``message_start``, ``ping``, then per content block
 ``content_block_start`` / ``content_block_delta`` (``text_delta`` or ``input_json_delta``) /
@@ -13,10 +14,19 @@ from typing import Any
 
 import orjson
 
-from vastllm.proxy.chat import ChatResult, Event, Finish, TextDelta, ToolCall
 from vastllm.proxy.errors import ProxyError
+from vastllm.proxy.neutral import ChatResult, Event, Finish, TextDelta, ToolCall
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+
+
+def error_dict(err: ProxyError) -> dict[str, Any]:
+    """``{"type": "error", "error": {"type", "message"}}``: the body, and the SSE error event."""
+    return {"type": "error", "error": {"type": err.anthropic_type, "message": err.message}}
+
+
+def error_body(err: ProxyError) -> bytes:
+    return orjson.dumps(error_dict(err))
 
 
 def new_message_id() -> str:
@@ -190,7 +200,4 @@ class StreamEncoder:
 
     @staticmethod
     def error(err: ProxyError) -> bytes:
-        return sse(
-            b"error",
-            {"type": "error", "error": {"type": err.anthropic_type, "message": err.message}},
-        )
+        return sse(b"error", error_dict(err))

@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 
 from vastllm.proxy import errors, validate
-from vastllm.proxy.chat import ChatRequest, Event
+from vastllm.proxy.neutral import ChatRequest, Event
 from vastllm.proxy.settings import UpstreamSettings
 
 

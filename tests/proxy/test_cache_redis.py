@@ -13,7 +13,7 @@ import pytest
 
 from tests.proxy.conftest import REDIS_BIN
 from tests.support import free_port, wait_tcp
-from vastllm.proxy.resp import (
+from vastllm.proxy.cache.redis import (
     Address,
     ConnectionLost,
     RedisClient,

@@ -11,7 +11,7 @@ import aiohttp
 import orjson
 
 from vastllm.proxy import errors
-from vastllm.proxy.chat import (
+from vastllm.proxy.neutral import (
     ChatRequest,
     Event,
     Finish,
@@ -20,7 +20,7 @@ from vastllm.proxy.chat import (
     TextDelta,
     ToolCall,
 )
-from vastllm.proxy.upstream_http import Failover, UpstreamClient
+from vastllm.proxy.upstreams.base import Failover, UpstreamClient
 
 SEED_KEYS = ("gpu", "vram_used", "vram_total")
 HEALTH_TIMEOUT = 5.0

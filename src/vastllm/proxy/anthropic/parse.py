@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from vastllm.proxy import validate as v
-from vastllm.proxy.chat import ChatRequest, Message
 from vastllm.proxy.errors import InvalidRequest
+from vastllm.proxy.neutral import ChatRequest, Message
 
 BILLING_PREFIX = "x-anthropic-billing-header:"
 IGNORED_BLOCKS = frozenset(

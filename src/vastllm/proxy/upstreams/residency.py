@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from vastllm.cascade.candidates import ollama_name
 from vastllm.proxy import errors
-from vastllm.proxy.chat import ModelTarget
-from vastllm.proxy.upstream_ollama import OllamaClient
+from vastllm.proxy.neutral import ModelTarget
+from vastllm.proxy.upstreams.ollama import OllamaClient
 
 Placement = Literal["gpu", "partial", "cpu"]
 

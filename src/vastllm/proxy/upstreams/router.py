@@ -17,12 +17,12 @@ from collections.abc import AsyncIterator
 import aiohttp
 
 from vastllm.proxy import errors
-from vastllm.proxy.chat import ChatRequest, Event, Finish
 from vastllm.proxy.metrics import Metrics, UpstreamGauge
+from vastllm.proxy.neutral import ChatRequest, Event, Finish
 from vastllm.proxy.settings import ProxySettings
-from vastllm.proxy.upstream_http import Failover, UpstreamClient
-from vastllm.proxy.upstream_ollama import OllamaClient
-from vastllm.proxy.upstream_openai import OpenAIClient
+from vastllm.proxy.upstreams.base import Failover, UpstreamClient
+from vastllm.proxy.upstreams.ollama import OllamaClient
+from vastllm.proxy.upstreams.openai import OpenAIClient
 
 log = logging.getLogger(__name__)
 

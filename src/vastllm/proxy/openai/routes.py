@@ -9,10 +9,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from vastllm.proxy import http_io, openai_api
+from vastllm.proxy import http_io
 from vastllm.proxy import validate as v
-from vastllm.proxy.chat import ChatRequest
 from vastllm.proxy.errors import InvalidRequest
+from vastllm.proxy.neutral import ChatRequest
+from vastllm.proxy.openai import parse, render
 from vastllm.proxy.state import state_of
 
 PATHS = frozenset({"/v1/chat/completions", "/v1/models", "/chat", "/generate"})
@@ -21,14 +22,14 @@ PATHS = frozenset({"/v1/chat/completions", "/v1/models", "/chat", "/generate"})
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     st = state_of(request)
     body = await http_io.read_json(request, st.settings.max_body_bytes)
-    req = openai_api.parse(body)
+    req = parse.parse(body)
     ex, headers = await http_io.execute(st.service, request, req)
     model = req.model or (req.target.name if req.target else "")
     if req.stream:
-        encoder = openai_api.StreamEncoder(model, openai_api.include_usage(body))
+        encoder = render.StreamEncoder(model, parse.include_usage(body))
         return await http_io.stream(request, ex, encoder, headers)
     result = await ex.final()
-    return http_io.json_response(openai_api.render_completion(result, model), headers=headers)
+    return http_io.json_response(render.render_completion(result, model), headers=headers)
 
 
 async def models(request: web.Request) -> web.Response:
@@ -66,12 +67,12 @@ async def seed_chat(request: web.Request) -> web.Response:
     allowed: dict[str, Any] = {
         k: body[k] for k in ("messages", "max_tokens", "temperature", "model") if k in body
     }
-    req = openai_api.parse(allowed)
+    req = parse.parse(allowed)
     ex, _ = await http_io.execute(st.service, request, req)
     result = await ex.final()
     model = req.target.name if req.target else req.model
     return http_io.json_response(
-        openai_api.render_completion(result, model), headers={"x-vastllm-cache": ex.status}
+        render.render_completion(result, model), headers={"x-vastllm-cache": ex.status}
     )
 
 
@@ -94,7 +95,7 @@ async def seed_generate(request: web.Request) -> web.Response:
     result = await ex.final()
     out: dict[str, Any] = {
         "text": result.text,
-        "usage": openai_api.usage_json(result.input_tokens, result.output_tokens),
+        "usage": render.usage_json(result.input_tokens, result.output_tokens),
         "model": req.target.name if req.target else model,
         "finish_reason": result.finish,
     }

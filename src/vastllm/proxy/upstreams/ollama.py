@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 
 from vastllm.proxy import errors
-from vastllm.proxy.chat import (
+from vastllm.proxy.neutral import (
     ChatRequest,
     Event,
     Finish,
@@ -25,7 +25,7 @@ from vastllm.proxy.chat import (
     ToolCall,
 )
 from vastllm.proxy.settings import UpstreamSettings
-from vastllm.proxy.upstream_http import Failover, UpstreamClient
+from vastllm.proxy.upstreams.base import Failover, UpstreamClient
 
 
 def _b64(url: str) -> str:

@@ -6,7 +6,7 @@ random per session, are renumbered), tools, tool_choice, sampling parameters, th
 ``max_tokens`` and stop sequences. ``metadata``, headers and the client's model alias are not part
 of it, so a Claude Code session and an OpenAI client asking the same thing share an entry.
 
-Redis is spoken to through :mod:`vastllm.proxy.resp` (one pipelined connection per process: a
+Redis is spoken to through :mod:`vastllm.proxy.cache.redis` (one pipelined connection per process: a
 hit costs one write and one read there). Redis being down never fails a request: calls fail
 fast, the cache is marked down and skipped until ``retry_seconds`` pass or a background ping
 succeeds.
@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 
 from vastllm.proxy import validate
-from vastllm.proxy.chat import ChatRequest
-from vastllm.proxy.resp import RedisClient, RedisError
+from vastllm.proxy.cache.redis import RedisClient, RedisError
+from vastllm.proxy.neutral import ChatRequest
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from vastllm.proxy import http_io, metrics, residency
+from vastllm.proxy import http_io, metrics
 from vastllm.proxy.settings import without_credentials
 from vastllm.proxy.state import ProxyState, state_of
-from vastllm.proxy.upstream_ollama import OllamaClient
-from vastllm.proxy.upstream_openai import OpenAIClient
+from vastllm.proxy.upstreams import residency
+from vastllm.proxy.upstreams.ollama import OllamaClient
+from vastllm.proxy.upstreams.openai import OpenAIClient
 from vastllm.seed_health import seed_fields
 
 PATHS = frozenset({"/", "/health", "/metrics"})
