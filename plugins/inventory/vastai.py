@@ -25,7 +25,7 @@ description:
     the API sends no C(Retry-After).
 notes:
   - The Vast.ai API client is C(plugins/module_utils/vastai_api.py) of the vastllm checkout
-    (shared with the C(vast_api) module and the tunnel resolver); the plugin loads it by path
+    (shared with the C(vastai_instance) module and the tunnel resolver); the plugin loads it by path
     from next to its own directory.
   - Enable it by name in C(enable_plugins) (as the vastllm C(ansible.cfg) does), without
     C(ansible.builtin.auto). With C(auto) enabled too, a source the plugin failed on is parsed a

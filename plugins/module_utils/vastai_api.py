@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The Vast.ai REST API as vastllm uses it, in one place.
 
-Used by the vast_api module of the vast_instance role (``ansible.module_utils.vastai_api``,
+Used by the vastai_instance module of the vastai_instance role (``ansible.module_utils.vastai_api``,
 shipped to the module by Ansible from ``plugins/module_utils``), the vastai inventory plugin
 (loaded by path on the controller) and the tunnel role's resolver ``vast-tunnel.py`` (installed
 next to it on the workstation). Hence: standard library only, Python >= 3.8, no Ansible import.

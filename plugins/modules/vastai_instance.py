@@ -1,16 +1,16 @@
 #!/usr/bin/python
 # Copyright: vastllm contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Ansible module vast_api: the Vast.ai REST calls of the vast_instance role."""
+"""Ansible module vastai_instance: the Vast.ai REST calls of the vastai_instance role."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: vast_api
+module: vastai_instance
 short_description: Find, search, create, show and destroy Vast.ai instances
 description:
-  - One Vast.ai REST call (or one paged listing) per task, for the vast_instance role. Runs on the
+  - One Vast.ai REST call (or one paged listing) per task, for the vastai_instance role. Runs on the
     controller (localhost).
   - O(action=find) lists every instance of the account (C(GET /api/v1/instances/), following
     C(next_token)) and returns those whose label matches O(names).
@@ -23,9 +23,9 @@ description:
     that is already gone is reported, not an error.
   - Answers 429, 502, 503 and 504 are retried with a growing pause (0.15 s, then x1.5); a rejected
     key (401) is one clear error. The key is never returned or logged.
-  - Every successful result carries C(vast_ok=true). Tasks that pass the key use C(no_log), which
+  - Every successful result carries C(vastai_ok=true). Tasks that pass the key use C(no_log), which
     would hide an error message too; they register the result with C(failed_when=false) and a
-    following task fails with C(msg) when C(vast_ok) is missing.
+    following task fails with C(msg) when C(vastai_ok) is missing.
 version_added: "0.1.0"
 author:
   - vastllm
@@ -102,15 +102,15 @@ notes:
 
 EXAMPLES = r"""
 - name: Find the instances labelled my-llm
-  vast_api:
+  vastai_instance:
     action: find
-    api_key: "{{ _vast_instance_key }}"
+    api_key: "{{ _vastai_instance_key }}"
     names: [my-llm]
   no_log: true
 """
 
 RETURN = r"""
-vast_ok:
+vastai_ok:
   description: Present (true) when the call succeeded.
   returned: success
   type: bool
@@ -169,7 +169,7 @@ from ansible.module_utils.vastai_api import HttpStatusError as ApiStatusError  #
 
 BAD_KEY_MSG = (
     "Vast.ai rejected the API key (401 auth_error): check VAST_API_KEY / "
-    "~/.config/vastai/vast_api_key (or the variable vast_api_key)"
+    "~/.config/vastai/vast_api_key (or the variable vastai_api_key)"
 )
 STOPPED = frozenset({"exited", "stopped"})
 
@@ -191,7 +191,7 @@ class VastClient:
     def __init__(self, url: str, key: str, retries: int, timeout: int) -> None:
         self.url = url.rstrip("/")
         self.api = Client(url, key, retries=retries, timeout=timeout,
-                          user_agent="vastllm-vast-instance")
+                          user_agent="vastllm-vastai-instance")
 
     def _error(self, exc: VastApiError, what: str) -> VastError:
         if isinstance(exc, KeyRejected):
@@ -366,7 +366,7 @@ def main() -> None:
             result = destroy(client, p["instance_ids"], module.check_mode)
     except VastError as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(vast_ok=True, **result)
+    module.exit_json(vastai_ok=True, **result)
 
 
 if __name__ == "__main__":

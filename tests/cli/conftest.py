@@ -147,15 +147,15 @@ def make_stand_in_project(root: Path) -> Path:
     (root / "playbooks" / "destroy.yml").write_text(
         _playbook(
             "destroy",
-            "{'labels': vast_destroy_labels, 'confirm': vast_destroy_confirm}",
+            "{'labels': vastai_destroy_labels, 'confirm': vastai_destroy_confirm}",
         )
     )
     provision_vars = (
-        "vast_label",
-        "vast_gpu_name",
-        "vast_min_vram_gib",
-        "vast_min_disk_gib",
-        "vast_max_dph",
+        "vastai_label",
+        "vastai_gpu_name",
+        "vastai_min_vram_gib",
+        "vastai_min_disk_gib",
+        "vastai_max_dph",
         "vastllm_provision_handover",
     )
     expr = "{" + ", ".join(f"'{v}': {v} | default('UNSET')" for v in provision_vars) + "}"

@@ -76,11 +76,11 @@ def test_provision_passes_the_offer_filters(stand_in: tuple[Path, Path]) -> None
     assert_clean(result)
     assert result.exit_code == 0, result.output
     assert read_record(records, "provision") == {
-        "vast_label": "llm-1",
-        "vast_gpu_name": "RTX 4090",
-        "vast_min_vram_gib": 24,
-        "vast_min_disk_gib": 80,
-        "vast_max_dph": 0.45,
+        "vastai_label": "llm-1",
+        "vastai_gpu_name": "RTX 4090",
+        "vastai_min_vram_gib": 24,
+        "vastai_min_disk_gib": 80,
+        "vastai_max_dph": 0.45,
         "vastllm_provision_handover": True,
     }
 
@@ -92,11 +92,11 @@ def test_provision_no_site_and_defaults_left_to_the_playbook(
     result = invoke("--project-dir", str(root), "provision", "--label", "x", "--no-site")
     assert result.exit_code == 0, result.output
     assert read_record(records, "provision") == {
-        "vast_label": "x",
-        "vast_gpu_name": "UNSET",
-        "vast_min_vram_gib": "UNSET",
-        "vast_min_disk_gib": "UNSET",
-        "vast_max_dph": "UNSET",
+        "vastai_label": "x",
+        "vastai_gpu_name": "UNSET",
+        "vastai_min_vram_gib": "UNSET",
+        "vastai_min_disk_gib": "UNSET",
+        "vastai_max_dph": "UNSET",
         "vastllm_provision_handover": False,
     }
 

@@ -112,8 +112,8 @@ def test_command_to_playbook_table() -> None:
     assert plays.status(limit="gpu1").limit == "gpu1:workstation"
     assert plays.status(limit=None).limit is None
     assert plays.destroy(["a"], confirm=True).extravars == {
-        "vast_destroy_labels": ["a"],
-        "vast_destroy_confirm": True,
+        "vastai_destroy_labels": ["a"],
+        "vastai_destroy_confirm": True,
     }
 
 

@@ -35,7 +35,7 @@ Introspection: ``GET /__double__/stats`` (every /api request: method, path, quer
 key was right, the JSON body of PUT/POST requests; never the key), ``POST /__double__/reset``
 (clear the request log).
 
-Run standalone: ``python tests/doubles/vast_api_double.py --port 8123 --api-key KEY``.
+Run standalone: ``python tests/doubles/vastai_api_double.py --port 8123 --api-key KEY``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.doubles.vast_api_double import VastApiDouble, VastState
+from tests.doubles.vastai_api_double import VastApiDouble, VastState
 from tests.support import REPO, free_port
 
 ANSIBLE_INVENTORY = REPO / ".venv" / "bin" / "ansible-inventory"

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from tests.doubles.vast_api_double import VastApiDouble
+from tests.doubles.vastai_api_double import VastApiDouble
 from tests.support import REPO, free_port, wait_tcp
 
 ANSIBLE_PLAYBOOK = REPO / ".venv" / "bin" / "ansible-playbook"
@@ -84,7 +84,7 @@ class Controller:
                  timeout: float = 180) -> PlaybookRun:
         """Run ansible-playbook from the repository root; extra vars go in as one JSON -e."""
         cmd = [str(ANSIBLE_PLAYBOOK), "-i", str(inventory or self.inventory()), str(playbook),
-               "-e", f"vast_api_url={self.api.url}"]
+               "-e", f"vastai_api_url={self.api.url}"]
         if extra_vars:
             cmd += ["-e", yaml.safe_dump(extra_vars, default_flow_style=True).strip()]
         cmd += args or []

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.doubles.vast_api_double import FIRST_ID, VastApiDouble
+from tests.doubles.vastai_api_double import FIRST_ID, VastApiDouble
 from tests.support import free_port
 
 KEY = "test-vast-key"

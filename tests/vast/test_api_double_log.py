@@ -6,7 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 
-from tests.doubles.vast_api_double import FIRST_ID, VastApiDouble
+from tests.doubles.vastai_api_double import FIRST_ID, VastApiDouble
 from tests.support import free_port
 
 KEY = "test-vast-key"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.doubles.vast_api_double import FIRST_ID
+from tests.doubles.vastai_api_double import FIRST_ID
 from tests.support import REPO
 from tests.vast.playbook_support import ANSIBLE_PLAYBOOK, KEY, Controller, controller
 
@@ -42,8 +42,8 @@ def deleted(vast: Controller) -> list[int]:
 
 
 def test_destroys_by_label_without_asking_and_reports_missing_labels(vast: Controller) -> None:
-    run = vast.playbook(DESTROY, {"vast_destroy_labels": ["llm-00", "dup-box", "no-such-box"],
-                                  "vast_destroy_confirm": False})
+    run = vast.playbook(DESTROY, {"vastai_destroy_labels": ["llm-00", "dup-box", "no-such-box"],
+                                  "vastai_destroy_confirm": False})
     assert run.rc == 0, run.output
     assert run.recap()["changed"] == 1
     assert sorted(deleted(vast)) == [ID[0], ID[5], ID[6]]  # both instances sharing dup-box
@@ -55,8 +55,8 @@ def test_destroys_by_label_without_asking_and_reports_missing_labels(vast: Contr
 
     # nothing left to destroy: reported, not an error, nothing changed
     vast.api.state.requests.clear()
-    again = vast.playbook(DESTROY, {"vast_destroy_labels": ["llm-00"],
-                                    "vast_destroy_confirm": False})
+    again = vast.playbook(DESTROY, {"vastai_destroy_labels": ["llm-00"],
+                                    "vastai_destroy_confirm": False})
     assert again.rc == 0, again.output
     assert again.recap()["changed"] == 0
     assert "No Vast.ai instance labelled llm-00" in again.stdout
@@ -64,12 +64,25 @@ def test_destroys_by_label_without_asking_and_reports_missing_labels(vast: Contr
     assert vast.requests("DELETE") == []
 
 
+def test_old_variable_names_stop_the_run_before_any_request(vast: Controller) -> None:
+    """The destroy entry point checks the old vast_* names too, in check mode as well."""
+    run = vast.playbook(DESTROY, args=["-e", "vast_api_key=x", "-e", "vast_destroy_labels=llm-00",
+                                       "--check"])
+    assert run.rc != 0
+    text = " ".join(run.stdout.split())
+    assert "vast_api_key was renamed vastai_api_key in this release (README: Upgrading)." in text
+    assert ("vast_destroy_labels was renamed vastai_destroy_labels in this release "
+            "(README: Upgrading).") in text
+    assert vast.requests(prefix="/api/") == []
+    assert ID[0] in vast.api.state.instances
+
+
 def test_confirmation_without_a_terminal_destroys_nothing(vast: Controller) -> None:
-    run = vast.playbook(DESTROY, {"vast_destroy_labels": "llm-02,llm-04"})  # stdin: /dev/null
+    run = vast.playbook(DESTROY, {"vastai_destroy_labels": "llm-02,llm-04"})  # stdin: /dev/null
     assert run.rc != 0
     assert "Not confirmed (the answer was not 'yes'): nothing was destroyed." in run.stdout
     assert vast.requests("DELETE") == []
-    check = vast.playbook(DESTROY, {"vast_destroy_labels": "llm-02,llm-04"}, args=["--check"])
+    check = vast.playbook(DESTROY, {"vastai_destroy_labels": "llm-02,llm-04"}, args=["--check"])
     assert check.rc == 0, check.output
     assert f"Would destroy: llm-02 #{ID[2]}, llm-04 #{ID[4]}." in check.stdout
     assert vast.requests("DELETE") == []
@@ -81,7 +94,7 @@ def test_confirmation_prompt_on_a_terminal(vast: Controller) -> None:
     assert setsid, "setsid (util-linux) is needed to give ansible-playbook a controlling terminal"
     # the pause module needs a controlling terminal: a new session on the pseudo-terminal
     cmd = [setsid, "-w", "-c", str(ANSIBLE_PLAYBOOK), "-i", str(vast.inventory()), str(DESTROY),
-           "-e", f"vast_api_url={vast.api.url}", "-e", f"vast_destroy_labels=llm-02,C.{ID[3]}"]
+           "-e", f"vastai_api_url={vast.api.url}", "-e", f"vastai_destroy_labels=llm-02,C.{ID[3]}"]
     primary, secondary = pty.openpty()
     proc = subprocess.Popen(cmd, cwd=REPO, env=vast.env(), stdin=secondary, stdout=secondary,
                             stderr=secondary, close_fds=True)
@@ -124,7 +137,7 @@ def test_default_labels_are_the_vast_inventory_hosts(vast: Controller) -> None:
     label, <label>-<id> or C.<id>); destroy.yml without labels destroys exactly those."""
     inventory = vast.tmp / "test.vast.yml"
     inventory.write_text(yaml.safe_dump({"plugin": "vastai", "api_url": vast.api.url}))
-    run = vast.playbook(DESTROY, {"vast_destroy_confirm": False}, inventory=inventory)
+    run = vast.playbook(DESTROY, {"vastai_destroy_confirm": False}, inventory=inventory)
     assert run.rc == 0, run.output
     assert sorted(deleted(vast)) == [ID[n] for n in range(30)]
     assert sorted(vast.api.state.instances) == [ID[30], ID[31], ID[32]]  # not running: not hosts

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.doubles.vast_api_double import FIRST_ID
+from tests.doubles.vastai_api_double import FIRST_ID
 from tests.support import REPO
 from tests.vast.conftest import Env
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.doubles.vast_api_double import FIRST_ID, make_instance
+from tests.doubles.vastai_api_double import FIRST_ID, make_instance
 from tests.support import REPO
 from tests.vast.playbook_support import KEY, Controller, PlaybookRun, controller, real_sshd
 
@@ -20,7 +20,7 @@ ANSIBLE = REPO / ".venv" / "bin" / "ansible"
 LABEL = "vastllm-test"
 RENTED_OFFER = 11684738  # the double's 1 x RTX 4090 offer at 0.2467 $/h
 NEW_ID = FIRST_ID + 100  # first id the double gives a created instance
-QUICK = {"vast_poll_delay": 1, "vastllm_provision_handover": False}
+QUICK = {"vastai_poll_delay": 1, "vastllm_provision_handover": False}
 
 # what the next play sees of the host add_host created: the role, then a look at gpu_hosts
 INSPECT_PLAYBOOK = """
@@ -29,7 +29,7 @@ INSPECT_PLAYBOOK = """
   connection: local
   gather_facts: false
   roles:
-    - role: vast_instance
+    - role: vastai_instance
 
 - name: Dump the GPU hosts
   hosts: localhost
@@ -60,8 +60,8 @@ def test_rents_the_cheapest_matching_offer_then_reuses_the_instance(vast: Contro
         vast.api.state.boot_polls = 2  # two looks see "loading" before "running"
         vast.api.state.new_instance_ssh = {"host": "127.0.0.1", "port": ssh_port}
 
-        first = vast.playbook(PROVISION, {"vast_label": LABEL, "vast_gpu_name": "RTX_4090",
-                                          "vast_max_dph": 0.3, **QUICK})
+        first = vast.playbook(PROVISION, {"vastai_label": LABEL, "vastai_gpu_name": "RTX_4090",
+                                          "vastai_max_dph": 0.3, **QUICK})
         assert first.rc == 0, first.output
         assert first.recap()["changed"] == 1  # the rent; nothing else changes
         requests = vast.requests(prefix="/api/")
@@ -92,7 +92,7 @@ def test_rents_the_cheapest_matching_offer_then_reuses_the_instance(vast: Contro
         inspect = vast.tmp / "inspect.yml"
         inspect.write_text(INSPECT_PLAYBOOK)
         dump = vast.tmp / "gpu_hosts.json"
-        again = vast.playbook(inspect, {"vast_label": LABEL, "dump_path": str(dump), **QUICK})
+        again = vast.playbook(inspect, {"vastai_label": LABEL, "dump_path": str(dump), **QUICK})
         assert again.rc == 0, again.output
         assert json.loads(dump.read_text()) == {LABEL: {
             "ansible_host": "127.0.0.1", "ansible_port": ssh_port, "ansible_user": "root",
@@ -101,7 +101,7 @@ def test_rents_the_cheapest_matching_offer_then_reuses_the_instance(vast: Contro
 
         # provision.yml itself: the instance is reused, nothing rented, nothing changed
         vast.api.state.requests.clear()
-        third = vast.playbook(PROVISION, {"vast_label": LABEL, **QUICK})
+        third = vast.playbook(PROVISION, {"vastai_label": LABEL, **QUICK})
         assert third.rc == 0, third.output
         assert third.recap()["changed"] == 0
         assert f"Instance {NEW_ID} labelled {LABEL} already exists (running" in third.stdout
@@ -111,7 +111,7 @@ def test_rents_the_cheapest_matching_offer_then_reuses_the_instance(vast: Contro
 
 
 def test_check_mode_rents_nothing(vast: Controller) -> None:
-    run = vast.playbook(PROVISION, {"vast_label": LABEL, **QUICK}, args=["--check"])
+    run = vast.playbook(PROVISION, {"vastai_label": LABEL, **QUICK}, args=["--check"])
     assert run.rc == 0, run.output
     # any GPU: the double's A5000 offer is the cheapest
     assert "Would rent offer 11684740 (1 x RTX A5000" in run.stdout
@@ -120,21 +120,21 @@ def test_check_mode_rents_nothing(vast: Controller) -> None:
 
 
 def test_no_matching_offer_names_the_filters_to_relax(vast: Controller) -> None:
-    run = vast.playbook(PROVISION, {"vast_label": LABEL, "vast_gpu_name": "H100 SXM",
-                                    "vast_max_dph": 0.05, **QUICK})
+    run = vast.playbook(PROVISION, {"vastai_label": LABEL, "vastai_gpu_name": "H100 SXM",
+                                    "vastai_max_dph": 0.05, **QUICK})
     assert run.rc != 0
     text = " ".join(run.stdout.split())
     assert ("No Vast.ai offer matches gpu_name = H100 SXM, num_gpus = 1, gpu_ram >= 24000 MB, "
             "disk_space >= 80 GB, dph_total <= 0.05 $/h") in text
-    for knob in ("vast_gpu_name=''", "vast_max_dph (now 0.05)", "vast_min_disk_gib (now 80)",
-                 "vast_min_vram_gib (now 24", "vast_num_gpus (now 1)"):
+    for knob in ("vastai_gpu_name=''", "vastai_max_dph (now 0.05)", "vastai_min_disk_gib (now 80)",
+                 "vastai_min_vram_gib (now 24", "vastai_num_gpus (now 1)"):
         assert knob in text
     assert vast.requests("PUT") == []
 
 
 def test_rejected_key_is_one_clear_failure(vast: Controller) -> None:
     vast.write_key_file("wrong-secret-key")
-    run = vast.playbook(PROVISION, {"vast_label": LABEL, **QUICK})
+    run = vast.playbook(PROVISION, {"vastai_label": LABEL, **QUICK})
     assert run.rc != 0
     assert "Vast.ai rejected the API key (401 auth_error)" in run.stdout
     assert "wrong-secret-key" not in run.output
@@ -147,28 +147,42 @@ def test_environment_key_wins_and_a_missing_label_is_refused(vast: Controller) -
     vast.write_key_file("stale-file-key")
     no_label = vast.playbook(PROVISION, QUICK, env={"VAST_API_KEY": KEY})
     assert no_label.rc != 0
-    assert "vast_label is required" in no_label.stdout
+    assert "vastai_label is required" in no_label.stdout
     assert vast.requests(prefix="/api/") == []
 
-    bad_label = vast.playbook(PROVISION, {"vast_label": "my box", **QUICK},
+    bad_label = vast.playbook(PROVISION, {"vastai_label": "my box", **QUICK},
                               env={"VAST_API_KEY": KEY})
     assert bad_label.rc != 0
-    assert "vast_label is required" in bad_label.stdout
+    assert "vastai_label is required" in bad_label.stdout
 
     # a stopped instance with the label: neither reused nor replaced behind the user's back
-    stopped = vast.playbook(PROVISION, {"vast_label": "old-exited", **QUICK},
+    stopped = vast.playbook(PROVISION, {"vastai_label": "old-exited", **QUICK},
                             env={"VAST_API_KEY": KEY})
     assert stopped.rc != 0
     text = " ".join(stopped.stdout.split())
     assert f"Instance {FIRST_ID + 30} labelled old-exited is stopped (actual_status exited" in text
-    assert "playbooks/destroy.yml -e vast_destroy_labels=old-exited" in text
+    assert "playbooks/destroy.yml -e vastai_destroy_labels=old-exited" in text
     assert all(r["key_ok"] for r in vast.requests(prefix="/api/"))  # VAST_API_KEY, not the file
     assert vast.requests("PUT") == []
 
 
+def test_old_variable_names_stop_the_run_before_any_request(vast: Controller) -> None:
+    """The role's variables were vast_*: an old name fails the run, naming the new one."""
+    run = vast.playbook(PROVISION, {"vast_label": LABEL, "vast_api_key": "old-secret-key",
+                                    "vast_max_dph": 0.3, **QUICK})
+    assert run.rc != 0
+    text = " ".join(run.stdout.split())
+    for old, new in (("vast_label", "vastai_label"), ("vast_api_key", "vastai_api_key"),
+                     ("vast_max_dph", "vastai_max_dph")):
+        assert f"{old} was renamed {new} in this release (README: Upgrading)." in text
+    assert "vastai_label is required" not in text  # the rename check comes first
+    assert "old-secret-key" not in run.output
+    assert vast.requests(prefix="/api/") == []
+
+
 def test_boot_timeout_says_the_instance_is_still_rented(vast: Controller) -> None:
     vast.api.state.boot_polls = 1000
-    run = vast.playbook(PROVISION, {"vast_label": LABEL, "vast_boot_timeout": 2, **QUICK})
+    run = vast.playbook(PROVISION, {"vastai_label": LABEL, "vastai_boot_timeout": 2, **QUICK})
     assert run.rc != 0
     text = " ".join(run.stdout.split())
     assert f"Instance {NEW_ID} did not run within 2 s (actual_status loading" in text
@@ -177,11 +191,11 @@ def test_boot_timeout_says_the_instance_is_still_rented(vast: Controller) -> Non
 
 
 def run_module(vast: Controller, args: dict[str, object]) -> PlaybookRun:
-    """The role's vast_api module alone (ad hoc, the key on the command line: only the role's
+    """The vastai_instance module alone (ad hoc, the key on the command line: only the role's
     no_log tasks keep it out of the output), so a test can script the API's answers."""
     proc = subprocess.run(
         [str(ANSIBLE), "localhost", "-i", str(vast.inventory()), "-M",
-         str(REPO / "roles" / "vast_instance" / "library"), "-m", "vast_api",
+         str(REPO / "plugins" / "modules"), "-m", "vastai_instance",
          "-a", json.dumps({"api_url": vast.api.url, "api_key": KEY, **args})],
         cwd=REPO, env=vast.env(), capture_output=True, text=True, timeout=120, check=False)
     return PlaybookRun(proc.returncode, proc.stdout, proc.stderr)

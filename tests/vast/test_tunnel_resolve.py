@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.doubles.vast_api_double import FIRST_ID, VastApiDouble
+from tests.doubles.vastai_api_double import FIRST_ID, VastApiDouble
 from tests.support import REPO, free_port
 from tests.vast.playbook_support import KEY, Controller, controller
 
@@ -262,6 +262,23 @@ SPEC_PLAYBOOK = """
         dest: "{{ specs_path }}"
         mode: "0600"
 """
+
+
+def test_role_refuses_the_old_api_variable_names(tmp_path: Path) -> None:
+    """The resolver's defaults follow vastai_api_url / vastai_api_key: the old vast_* names of
+    those two fail the run instead of being ignored."""
+    playbook = tmp_path / "vast.yml"
+    playbook.write_text(SPEC_PLAYBOOK.partition("    - name: Write the specs")[0])
+    with controller(tmp_path) as ctl:
+        inventory = ctl.inventory({"all": {"children": {"workstation": {"hosts": {"localhost": {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}}}}})
+        run = ctl.playbook(playbook, {"tunnel_hosts": []}, inventory=inventory,
+                           args=["-e", "vast_api_url=http://127.0.0.1:9", "-e", "vast_api_key=x"])
+    assert run.rc != 0
+    text = " ".join(run.stdout.split())
+    assert "vast_api_url was renamed vastai_api_url in this release (README: Upgrading)." in text
+    assert "vast_api_key was renamed vastai_api_key in this release (README: Upgrading)." in text
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.doubles.vast_api_double import FIRST_ID, VastApiDouble
+from tests.doubles.vastai_api_double import FIRST_ID, VastApiDouble
 from tests.support import REPO, free_port
 
 SOURCE = REPO / "plugins" / "module_utils" / "vastai_api.py"
@@ -121,7 +121,7 @@ def test_host_names_and_the_forms_that_match_them(api: ModuleType) -> None:
     ]
     names = api.host_names(instances)
     assert names == ["box-1", "box-2", "C.3", "C.4", "a-b-c", "solo", "box-1-7"]
-    # what the vast_api module matches by host name covers every name the plugin gives
+    # what the vastai_instance module matches by host name covers every name the plugin gives
     for inst, name in zip(instances, names, strict=True):
         assert name in api.host_name_forms(inst), (inst, name)
     assert api.host_name_forms({"id": 5, "label": "a b/c"}) == {"C.5", "a-b-c", "a-b-c-5"}

@@ -26,7 +26,7 @@ the reason changes) and retried every --retry-max seconds at most.
 
 The Vast.ai API client (key lookup, retries, paging, endpoint choice) is vastai_api.py, which the
 role installs next to this file: plugins/module_utils/vastai_api.py of vastllm, shared with the
-vastai inventory plugin and the vast_api module. The API key comes from VAST_API_KEY in
+vastai inventory plugin and the vastai_instance module. The API key comes from VAST_API_KEY in
 --env-file (a 0600 file the role writes), else the environment variable VAST_API_KEY, else
 $XDG_CONFIG_HOME/vastai/vast_api_key (default ~/.config/vastai/vast_api_key), else
 ~/.vast_api_key; it is read again at every resolve and never logged. A label with characters

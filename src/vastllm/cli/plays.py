@@ -31,9 +31,8 @@ def tunnel(down: bool) -> PlaybookRun:
 
 
 def destroy(labels: list[str], confirm: bool) -> PlaybookRun:
-    return PlaybookRun(
-        DESTROY, extravars={"vast_destroy_labels": list(labels), "vast_destroy_confirm": confirm}
-    )
+    extravars = {"vastai_destroy_labels": list(labels), "vastai_destroy_confirm": confirm}
+    return PlaybookRun(DESTROY, extravars=extravars)
 
 
 def provision(
@@ -45,12 +44,12 @@ def provision(
     max_dph: float | None,
     handover: bool,
 ) -> PlaybookRun:
-    extravars: dict[str, Any] = {"vast_label": label, "vastllm_provision_handover": handover}
+    extravars: dict[str, Any] = {"vastai_label": label, "vastllm_provision_handover": handover}
     for name, value in (
-        ("vast_gpu_name", gpu),
-        ("vast_min_vram_gib", min_vram_gib),
-        ("vast_min_disk_gib", min_disk_gib),
-        ("vast_max_dph", max_dph),
+        ("vastai_gpu_name", gpu),
+        ("vastai_min_vram_gib", min_vram_gib),
+        ("vastai_min_disk_gib", min_disk_gib),
+        ("vastai_max_dph", max_dph),
     ):
         if value is not None:
             extravars[name] = value
