@@ -114,10 +114,10 @@ if out=$("$vllm_python" -c 'import vllm; print(vllm.__version__)' 2>&1); then
 else
     echo "  vllm: not installed ($vllm_python -c 'import vllm' failed: $(printf '%s\n' "$out" | last_line)$vllm_note)"
 fi
-if out=$(PYTHONPATH="$repo/src${PYTHONPATH:+:$PYTHONPATH}" "$python" -c 'import vastllm.model_api.main' 2>&1); then
+if out=$(PYTHONPATH="$repo/src${PYTHONPATH:+:$PYTHONPATH}" "$python" -c 'import vastllm.model_api.cli' 2>&1); then
     echo "  model_api: installed (PYTHONPATH=$repo/src $python -m vastllm.model_api)"
 else
-    echo "  model_api: not installed ($python -c 'import vastllm.model_api.main' failed: $(printf '%s\n' "$out" | last_line); pip install -e $repo for its dependencies)"
+    echo "  model_api: not installed ($python -c 'import vastllm.model_api.cli' failed: $(printf '%s\n' "$out" | last_line); pip install -e $repo for its dependencies)"
 fi
 echo "  generate: installed (transformers model.generate under $python)"
 if ! "$python" -c 'import aiohttp' 2>/dev/null; then

@@ -12,7 +12,7 @@ import pytest
 from tests.cascade import recorded
 from tests.support import FIXTURES
 from vastllm.cascade.candidates import Candidate, default_candidates
-from vastllm.cascade.chat import OllamaChat, OpenAIChat
+from vastllm.cascade.clients import OllamaChat, OpenAIChat
 from vastllm.cascade.errors import CascadeError, EngineError
 from vastllm.cascade.facts import capacity_from_facts
 from vastllm.cascade.ollama import OllamaEngine, pull_error_reason

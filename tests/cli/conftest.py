@@ -27,7 +27,7 @@ from tests.proxy.conftest import (
     write_active_model,
 )
 from tests.support import REPO, free_port
-from vastllm.cli.main import app
+from vastllm.cli.cli import app
 
 PYTHON = sys.executable
 _BOX = re.compile(r"[│╭╮╰╯─]")

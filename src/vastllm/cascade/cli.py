@@ -26,6 +26,7 @@ from vastllm.cascade.progress import ThrottledPrinter
 from vastllm.cascade.select import CascadeOptions, run_cascade
 from vastllm.cascade.smoke import SmokeConfig
 from vastllm.cascade.units import parse_size
+from vastllm.defaults import MODELS_DIR
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("VASTLLM_CASCADE_VLLM_URL", VLLM_URL),
         help="URL of the vLLM server (vllm candidates)",
     )
-    p.add_argument("--models-dir", default="/workspace/models", help="where S3 models go")
+    p.add_argument("--models-dir", default=MODELS_DIR, help="where S3 models go")
     p.add_argument("--active-file", default=DEFAULT_ACTIVE_FILE)
     p.add_argument("--pin", help="use this model (vastllm_model): no cascade, still smoke-tested")
     p.add_argument(

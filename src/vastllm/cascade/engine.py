@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from vastllm.cascade.candidates import Candidate
-from vastllm.cascade.chat import ChatClient
+from vastllm.cascade.clients import ChatClient
 from vastllm.cascade.progress import ProgressFn
 
 

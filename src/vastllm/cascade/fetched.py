@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vastllm.cascade.candidates import Candidate
-from vastllm.cascade.chat import OpenAIChat
+from vastllm.cascade.clients import OpenAIChat
 from vastllm.cascade.errors import EngineError
 from vastllm.cascade.http import request_json
 from vastllm.cascade.progress import ProgressFn, PullProgress

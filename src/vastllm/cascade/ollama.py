@@ -7,7 +7,7 @@ import contextlib
 from typing import Any
 
 from vastllm.cascade.candidates import Candidate, ollama_name
-from vastllm.cascade.chat import OllamaChat
+from vastllm.cascade.clients import OllamaChat
 from vastllm.cascade.errors import EngineError
 from vastllm.cascade.http import ndjson_lines, request_json
 from vastllm.cascade.progress import ProgressFn, PullProgress

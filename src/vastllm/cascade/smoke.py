@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vastllm.cascade.chat import ChatClient, ChatReply
+from vastllm.cascade.clients import ChatClient, ChatReply
 from vastllm.cascade.errors import EngineError, HttpStatusError
 
 CHARS_PER_TOKEN = 4

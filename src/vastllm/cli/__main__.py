@@ -1,5 +1,5 @@
 """``python -m vastllm.cli``: the same as the ``vastllm`` command."""
 
-from vastllm.cli.main import app
+from vastllm.cli.cli import app
 
 app(prog_name="vastllm")

@@ -1,5 +1,5 @@
-"""``python -m vastllm.model_api``: see :mod:`vastllm.model_api.main`."""
+"""``python -m vastllm.model_api``: see :mod:`vastllm.model_api.cli`."""
 
-from vastllm.model_api.main import main
+from vastllm.model_api.cli import main
 
 raise SystemExit(main())

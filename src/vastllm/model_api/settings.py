@@ -23,6 +23,7 @@ from vastllm.config_file import (
     CorsOrigins,
     is_loopback_bind,
 )
+from vastllm.defaults import MODEL_API_PORT
 
 ENV_PREFIX = "VASTLLM_MODEL_API_"
 CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
@@ -41,7 +42,7 @@ class ModelApiSettings(BaseSettings):
         default=None, description="Served model name; default: the model directory's name."
     )
     host: str = Field(default="127.0.0.1", description="Listen address (loopback by default).")
-    port: int = Field(default=8081, ge=1, le=65535)
+    port: int = Field(default=MODEL_API_PORT, ge=1, le=65535)
     dtype: Dtype = Field(
         default="auto",
         description="auto: bf16 on GPUs that support it else fp16; on CPU bf16 if it works "

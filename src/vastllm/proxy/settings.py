@@ -39,6 +39,7 @@ from vastllm.config_file import (
     is_loopback_bind,
     split_list,
 )
+from vastllm.defaults import OLLAMA_PORT, PROXY_PORT, REDIS_PORT
 from vastllm.proxy.cache.redis import parse_url
 
 ENV_PREFIX = "VASTLLM_PROXY_"
@@ -74,7 +75,9 @@ class UpstreamSettings(BaseModel):
 
 
 def _default_upstreams() -> list[UpstreamSettings]:
-    return [UpstreamSettings(name="ollama", kind="ollama", base_url="http://127.0.0.1:11434")]
+    return [
+        UpstreamSettings(name="ollama", kind="ollama", base_url=f"http://127.0.0.1:{OLLAMA_PORT}")
+    ]
 
 
 class ProxySettings(BaseSettings):
@@ -83,7 +86,7 @@ class ProxySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = Field(default=8082, ge=0, le=65535)
+    port: int = Field(default=PROXY_PORT, ge=0, le=65535)
     # processes serving the port together (SO_REUSEPORT); one event loop is one core, and with
     # many clients in flight a request waits for the others (see proxy/workers.py)
     workers: int = Field(default=1, ge=1, le=64)
@@ -96,7 +99,7 @@ class ProxySettings(BaseSettings):
     context_length: int = Field(default=8192, ge=256)
     active_model_file: Path = Path("/etc/vastllm/active_model.json")
     # empty string disables the cache entirely
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = f"redis://127.0.0.1:{REDIS_PORT}/0"
     cache_mode: CacheMode = "deterministic"
     cache_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
     cache_max_entry_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
-DEFAULT_PORT = 6379
+from vastllm.defaults import REDIS_PORT as DEFAULT_PORT
 
 
 class RedisError(Exception):

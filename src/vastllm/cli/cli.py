@@ -25,6 +25,7 @@ from vastllm.cli.report import report
 from vastllm.cli.runner import PlaybookRun, RunOutcome, Target, run_playbook
 from vastllm.cli.status import build_report
 from vastllm.cli.status_view import host_view
+from vastllm.defaults import PROXY_PORT
 
 app = typer.Typer(
     name="vastllm",
@@ -321,7 +322,7 @@ def chat_command(
     *,
     url: Annotated[
         str, typer.Option("--url", help="The proxy, through the tunnel.")
-    ] = "http://127.0.0.1:8082",
+    ] = f"http://127.0.0.1:{PROXY_PORT}",
     model: Annotated[
         str, typer.Option("--model", help="Model name; the proxy maps claude-* to its model.")
     ] = "claude-sonnet-4-5",
