@@ -70,9 +70,9 @@ def test_old_variable_names_stop_the_run_before_any_request(vast: Controller) ->
                                        "--check"])
     assert run.rc != 0
     text = " ".join(run.stdout.split())
-    assert "vast_api_key was renamed vastai_api_key in this release (README: Upgrading)." in text
+    assert "vast_api_key was renamed vastai_api_key in this release (docs/upgrading.md)." in text
     assert ("vast_destroy_labels was renamed vastai_destroy_labels in this release "
-            "(README: Upgrading).") in text
+            "(docs/upgrading.md).") in text
     assert vast.requests(prefix="/api/") == []
     assert ID[0] in vast.api.state.instances
 

@@ -174,7 +174,7 @@ def test_old_variable_names_stop_the_run_before_any_request(vast: Controller) ->
     text = " ".join(run.stdout.split())
     for old, new in (("vast_label", "vastai_label"), ("vast_api_key", "vastai_api_key"),
                      ("vast_max_dph", "vastai_max_dph")):
-        assert f"{old} was renamed {new} in this release (README: Upgrading)." in text
+        assert f"{old} was renamed {new} in this release (docs/upgrading.md)." in text
     assert "vastai_label is required" not in text  # the rename check comes first
     assert "old-secret-key" not in run.output
     assert vast.requests(prefix="/api/") == []

@@ -277,8 +277,8 @@ def test_role_refuses_the_old_api_variable_names(tmp_path: Path) -> None:
                            args=["-e", "vast_api_url=http://127.0.0.1:9", "-e", "vast_api_key=x"])
     assert run.rc != 0
     text = " ".join(run.stdout.split())
-    assert "vast_api_url was renamed vastai_api_url in this release (README: Upgrading)." in text
-    assert "vast_api_key was renamed vastai_api_key in this release (README: Upgrading)." in text
+    assert "vast_api_url was renamed vastai_api_url in this release (docs/upgrading.md)." in text
+    assert "vast_api_key was renamed vastai_api_key in this release (docs/upgrading.md)." in text
 
 
 @pytest.fixture
