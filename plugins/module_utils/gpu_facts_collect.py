@@ -18,7 +18,9 @@ runner=...)``) so the logic can be exercised without a GPU.
 
 The pieces: gpu_model (shared data, failures), gpu_nvml (step 1), gpu_smi_parsers and
 gpu_nvidia_smi (step 2), host_capacity (disk, RAM, CPUs); this module puts them together into
-the value of ``ansible_facts.vastllm_gpu``.
+two facts, each named for what it holds: ``vastllm_gpu`` (the GPUs, driver and CUDA version, the
+GPU or CPU mode and why) and ``vastllm_host`` (CPUs, RAM, free disk on the model volume, and the
+one-line ``summary`` of the whole host, which needs both).
 """
 
 from __future__ import annotations
@@ -76,24 +78,25 @@ def _gib(number_of_bytes: float) -> str:
     return f"{number_of_bytes / 1024**3:.1f} GiB"
 
 
-def summarize(facts: dict[str, Any]) -> str:
-    """One readable line, e.g. ``GPU mode: 1x NVIDIA RTX A5000 (24564 MiB; 23.9 GiB free), ...``."""
-    host = []
-    if facts.get("cpu_count"):
-        host.append(f"{facts['cpu_count']} CPUs")
-    if facts.get("ram_available_bytes") is not None:
-        host.append(f"{_gib(facts['ram_available_bytes'])} RAM available")
-    disk = f"disk free on {facts['disk_path']}"
-    if facts["disk_path"] != facts["model_dir"]:
-        disk += f" (nearest existing parent of {facts['model_dir']})"
-    host.append(f"{disk}: {_gib(facts['disk_free_bytes'])}")
-    if facts["mode"] == "gpu":
+def summarize(gpu: dict[str, Any], host: dict[str, Any]) -> str:
+    """One readable line about the host from both facts, e.g. ``GPU mode: 1x NVIDIA RTX A5000
+    (24564 MiB); 23.3 GiB VRAM free; driver 555.85, CUDA 12.5; 16 CPUs; ...``."""
+    capacity = []
+    if host.get("cpu_count"):
+        capacity.append(f"{host['cpu_count']} CPUs")
+    if host.get("ram_available_bytes") is not None:
+        capacity.append(f"{_gib(host['ram_available_bytes'])} RAM available")
+    disk = f"disk free on {host['disk_path']}"
+    if host["disk_path"] != host["model_dir"]:
+        disk += f" (nearest existing parent of {host['model_dir']})"
+    capacity.append(f"{disk}: {_gib(host['disk_free_bytes'])}")
+    if gpu["mode"] == "gpu":
         groups: dict[tuple[str, int | None, bool], int] = {}
-        for gpu in facts["gpus"]:
+        for device in gpu["gpus"]:
             key = (
-                gpu["name"] or "unnamed GPU",
-                gpu["memory_total_mib"],
-                gpu["mig_mode"] == "Enabled",
+                device["name"] or "unnamed GPU",
+                device["memory_total_mib"],
+                device["mig_mode"] == "Enabled",
             )
             groups[key] = groups.get(key, 0) + 1
         parts = []
@@ -105,17 +108,16 @@ def summarize(facts: dict[str, Any]) -> str:
                 size += ", MIG enabled"
             parts.append(f"{count}x {name} ({size})")
         vram = (
-            f"{facts['vram_free_mib'] / 1024:.1f} GiB VRAM free"
-            if facts["vram_free_mib"] is not None
+            f"{gpu['vram_free_mib'] / 1024:.1f} GiB VRAM free"
+            if gpu["vram_free_mib"] is not None
             else "free VRAM not reported"
         )
         versions = (
-            f"driver {facts['driver_version'] or 'unknown'}, "
-            f"CUDA {facts['cuda_version'] or 'unknown'}"
+            f"driver {gpu['driver_version'] or 'unknown'}, CUDA {gpu['cuda_version'] or 'unknown'}"
         )
-        return f"GPU mode: {' + '.join(parts)}; {vram}; {versions}; {'; '.join(host)}"
-    reason = facts["problem"] or "no NVIDIA GPU or driver found"
-    return f"CPU mode: {reason} -- {'; '.join(host)}"
+        return f"GPU mode: {' + '.join(parts)}; {vram}; {versions}; {'; '.join(capacity)}"
+    reason = gpu["problem"] or "no NVIDIA GPU or driver found"
+    return f"CPU mode: {reason} -- {'; '.join(capacity)}"
 
 
 def _sum_or_none(values: Iterable[int | None]) -> int | None:
@@ -127,17 +129,15 @@ def _sum_or_none(values: Iterable[int | None]) -> int | None:
     return total
 
 
-def collect(
-    model_dir: str = "/workspace",
+def collect_gpu(
     runner: Runner | None = None,
     load_library: LibraryLoader = load_native_library,
     find_smi: Callable[[], str | None] = find_nvidia_smi,
-    host_root: str = "/",
 ) -> dict[str, Any]:
-    """All facts as one dict (the value of ``ansible_facts.vastllm_gpu``)."""
+    """The GPU part (the value of ``ansible_facts.vastllm_gpu``)."""
     probe = probe_gpus(runner or subprocess_runner(), load_library, find_smi())
     gpus = [gpu.as_dict() for gpu in probe.gpus]
-    facts: dict[str, Any] = {
+    return {
         "mode": "gpu" if gpus else "cpu",
         "source": probe.source,
         "problem": probe.failure.problem if probe.failure else None,
@@ -152,9 +152,26 @@ def collect(
         "cuda_version_source": probe.cuda_version_source,
         "nvidia_smi_version": probe.versions.nvidia_smi_version,
         "warnings": probe.warnings,
-        "cpu_count": cpu_count(host_root),
     }
-    facts.update(memory_facts(host_root))
-    facts.update(disk_facts(model_dir))
-    facts["summary"] = summarize(facts)
-    return facts
+
+
+def collect_host(model_dir: str = "/workspace", host_root: str = "/") -> dict[str, Any]:
+    """CPUs, RAM and disk (the value of ``ansible_facts.vastllm_host``, less ``summary``)."""
+    host: dict[str, Any] = {"cpu_count": cpu_count(host_root)}
+    host.update(memory_facts(host_root))
+    host.update(disk_facts(model_dir))
+    return host
+
+
+def collect(
+    model_dir: str = "/workspace",
+    runner: Runner | None = None,
+    load_library: LibraryLoader = load_native_library,
+    find_smi: Callable[[], str | None] = find_nvidia_smi,
+    host_root: str = "/",
+) -> dict[str, dict[str, Any]]:
+    """Both facts, as the module sets them: ``{"vastllm_gpu": {...}, "vastllm_host": {...}}``."""
+    gpu = collect_gpu(runner, load_library, find_smi)
+    host = collect_host(model_dir, host_root)
+    host["summary"] = summarize(gpu, host)
+    return {"vastllm_gpu": gpu, "vastllm_host": host}

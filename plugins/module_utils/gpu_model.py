@@ -2,7 +2,7 @@
 
 Runs on the target host (Debian/Ubuntu, Python >= 3.8): pure standard library, 3.8 syntax. Used
 by gpu_nvml (NVML/libcuda), gpu_smi_parsers and gpu_nvidia_smi (nvidia-smi) and
-gpu_facts_collect (the fact).
+gpu_facts_collect (the facts).
 """
 
 from __future__ import annotations

@@ -23,7 +23,11 @@ description:
     loaded, no devices, NVML unknown error) the host is in C(cpu) mode and O(ignore:problem)
     says what was found and what to do. A host without any NVIDIA driver is in C(cpu) mode
     without a problem.
-  - Sets the fact C(vastllm_gpu). Never changes the host.
+  - Sets two facts, each named for what it holds. C(vastllm_gpu) holds the GPU part (mode,
+    GPUs, VRAM, driver and CUDA versions, the problem). C(vastllm_host) holds the host's capacity
+    (CPUs, RAM, free disk on the model volume) and C(summary), the one line about the whole host
+    that the gpu_facts role prints, built from both facts.
+  - Never changes the host.
 version_added: "0.1.0"
 author:
   - vastllm
@@ -58,6 +62,10 @@ EXAMPLES = r"""
 - name: Show the GPU count and the CUDA version
   ansible.builtin.debug:
     msg: "{{ ansible_facts.vastllm_gpu.gpu_count }} GPU(s), CUDA {{ ansible_facts.vastllm_gpu.cuda_version }}"
+
+- name: Show the free disk and what the host offers
+  ansible.builtin.debug:
+    msg: "{{ ansible_facts.vastllm_host.disk_free_bytes }} bytes free; {{ ansible_facts.vastllm_host.summary }}"
 """
 
 RETURN = r"""
@@ -67,7 +75,7 @@ ansible_facts:
   type: dict
   contains:
     vastllm_gpu:
-      description: GPU, driver and host capacity facts.
+      description: GPU, NVIDIA driver and CUDA facts, and the GPU or CPU mode they give.
       returned: always
       type: dict
       contains:
@@ -182,6 +190,11 @@ ansible_facts:
           type: list
           elements: str
           returned: always
+    vastllm_host:
+      description: Host capacity facts (CPUs, RAM, disk) and the one-line summary of the host.
+      returned: always
+      type: dict
+      contains:
         model_dir:
           description: The O(model_dir) option.
           type: str
@@ -218,7 +231,9 @@ ansible_facts:
           returned: always
           sample: 16
         summary:
-          description: One human-readable line.
+          description:
+            - One human-readable line about the host, built from both facts (the GPU part of
+              C(vastllm_gpu), then CPUs, RAM and disk).
           type: str
           returned: always
           sample: "GPU mode: 1x NVIDIA RTX A5000 (24564 MiB); 23.3 GiB VRAM free; driver 555.85, CUDA 12.5; ..."
@@ -234,7 +249,7 @@ def main() -> None:
         facts = collect(model_dir=module.params["model_dir"], runner=subprocess_runner())
     except OSError as exc:
         module.fail_json(msg=f"gpu_facts could not read the host: {exc}")
-    module.exit_json(changed=False, ansible_facts={"vastllm_gpu": facts})
+    module.exit_json(changed=False, ansible_facts=facts)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """GPU facts for the cascade tests, made by the gpu_facts parsers from recorded nvidia-smi
-outputs (tests/fixtures/nvidia-smi), in the shape of ``ansible_facts.vastllm_gpu``."""
+outputs (tests/fixtures/nvidia-smi), in the shape of the file the model_cascade role writes:
+``{"vastllm_gpu": {...}, "vastllm_host": {...}}``."""
 
 from __future__ import annotations
 
@@ -22,17 +23,22 @@ def _read(name: str) -> str:
 def facts_for(
     gpus: list[Any], disk_free_bytes: int = 500 * GB, ram_available_bytes: int = 64 * GB
 ) -> dict[str, Any]:
-    """The keys collect() returns that the cascade reads (mode, gpus, disk, RAM)."""
+    """The keys of collect()'s two facts that the cascade reads (mode, gpus; disk, RAM)."""
     rows = [g.as_dict() for g in gpus]
     return {
-        "mode": "gpu" if rows else "cpu",
-        "gpus": rows,
-        "gpu_count": len(rows),
-        "vram_total_mib": sum(r["memory_total_mib"] for r in rows) if rows else None,
-        "vram_free_mib": sum(r["memory_free_mib"] for r in rows) if rows else None,
-        "disk_free_bytes": disk_free_bytes,
-        "ram_available_bytes": ram_available_bytes,
-        "problem": None,
+        "vastllm_gpu": {
+            "mode": "gpu" if rows else "cpu",
+            "gpus": rows,
+            "gpu_count": len(rows),
+            "vram_total_mib": sum(r["memory_total_mib"] for r in rows) if rows else None,
+            "vram_free_mib": sum(r["memory_free_mib"] for r in rows) if rows else None,
+            "problem": None,
+        },
+        "vastllm_host": {
+            "cpu_count": 16,
+            "disk_free_bytes": disk_free_bytes,
+            "ram_available_bytes": ram_available_bytes,
+        },
     }
 
 
@@ -75,5 +81,5 @@ def no_gpu(**kw: int) -> dict[str, Any]:
         _read("fail_no-devices-were-found_open-gpu-kernel-modules-862.txt")
     )
     facts = facts_for([], **kw)
-    facts.update(problem=failure.problem, problem_kind=failure.kind)
+    facts["vastllm_gpu"].update(problem=failure.problem, problem_kind=failure.kind)
     return facts

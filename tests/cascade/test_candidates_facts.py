@@ -130,11 +130,33 @@ def test_parse_size_rejects(text: object) -> None:
 
 def test_facts_file_wrapped_as_ansible_prints_it(tmp_path: Path) -> None:
     path = tmp_path / "facts.json"
-    path.write_text(json.dumps({"ansible_facts": {"vastllm_gpu": recorded.two_4090()}}))
+    path.write_text(json.dumps({"ansible_facts": recorded.two_4090()}))
     capacity = load_facts(path)
     assert capacity.gpu_mode
     assert [g.free_bytes for g in capacity.gpus] == [24563 * MIB, 24563 * MIB]
     assert capacity.disk_free_bytes == 500 * 10**9
+    assert (capacity.ram_available_bytes, capacity.cpu_count) == (64 * 10**9, 16)
+
+
+def test_host_figures_come_from_vastllm_host_only() -> None:
+    facts = recorded.h100()
+    facts["vastllm_gpu"]["disk_free_bytes"] = 1  # a stray copy in the GPU fact is not read
+    capacity = capacity_from_facts(facts)
+    assert capacity.disk_free_bytes == 500 * 10**9
+
+
+@pytest.mark.parametrize("wrapped", [True, False], ids=["vastllm_gpu", "bare"])
+def test_facts_file_of_an_older_role_has_the_host_inside_vastllm_gpu(
+    tmp_path: Path, wrapped: bool
+) -> None:
+    split = recorded.a5000(disk_free_bytes=7 * 10**9)
+    old = {**split["vastllm_gpu"], **split["vastllm_host"], "summary": "GPU mode: ..."}
+    path = tmp_path / "facts.json"
+    path.write_text(json.dumps({"vastllm_gpu": old} if wrapped else old))
+    capacity = load_facts(path)
+    assert capacity.gpu_mode
+    assert (capacity.disk_free_bytes, capacity.ram_available_bytes) == (7 * 10**9, 64 * 10**9)
+    assert (capacity.cpu_count, capacity.summary) == (16, "GPU mode: ...")
 
 
 def test_cpu_facts_have_no_gpus() -> None:

@@ -36,7 +36,7 @@ def write(path: Path, data: Any) -> str:
 
 def test_cli_selects_then_reports_unchanged(start_double: Any, tmp_path: Path) -> None:
     double = start_double(pull_step_delay=0.01)
-    facts = write(tmp_path / "facts.json", {"vastllm_gpu": recorded.rtx2080super()})
+    facts = write(tmp_path / "facts.json", recorded.rtx2080super())  # as the role writes it
     active = tmp_path / "etc" / "active_model.json"
     args = ["--facts", facts, "--candidates", "default", "--ollama-url", double.url]
     args += ["--active-file", str(active), "--json", "--progress-seconds", "0"]

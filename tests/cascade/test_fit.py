@@ -129,8 +129,8 @@ def test_cpu_mode_allows_only_cpu_ok_within_ram() -> None:
 
 def test_unknown_figures_are_not_checked_but_noted() -> None:
     facts = recorded.h100()
-    facts["gpus"][0]["memory_free_mib"] = None  # e.g. GB10 reports no memory figures
-    facts["disk_free_bytes"] = None
+    facts["vastllm_gpu"]["gpus"][0]["memory_free_mib"] = None  # e.g. GB10: no memory figures
+    facts["vastllm_host"]["disk_free_bytes"] = None
     decision = check_fit(default_candidates()[0], capacity_from_facts(facts))
     assert decision.fits
     assert decision.notes == (

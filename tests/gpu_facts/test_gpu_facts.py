@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.gpu_facts.module_utils import load
 from tests.gpu_facts.test_gpu_parsers import SMI
@@ -323,6 +324,24 @@ def smi_answers(**recordings: str) -> dict[tuple[str, ...], tuple[int, str, str]
     return answers
 
 
+def run_facts(
+    tmp_path: Path,
+    runner: FakeRunner | None = None,
+    nvml: Any = None,
+    cuda: Any = None,
+    smi_installed: bool = True,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """collect()'s two facts: ``vastllm_gpu`` and ``vastllm_host`` (which has the summary)."""
+    facts: dict[str, dict[str, Any]] = gpu_facts_collect.collect(
+        model_dir=str(tmp_path / "models"),
+        runner=runner or FakeRunner({}),
+        load_library=loader(nvml, cuda),
+        find_smi=lambda: NVIDIA_SMI if smi_installed else None,
+    )
+    assert sorted(facts) == ["vastllm_gpu", "vastllm_host"]
+    return facts["vastllm_gpu"], facts["vastllm_host"]
+
+
 def run_collect(
     tmp_path: Path,
     runner: FakeRunner | None = None,
@@ -330,13 +349,8 @@ def run_collect(
     cuda: Any = None,
     smi_installed: bool = True,
 ) -> dict[str, Any]:
-    facts: dict[str, Any] = gpu_facts_collect.collect(
-        model_dir=str(tmp_path / "models"),
-        runner=runner or FakeRunner({}),
-        load_library=loader(nvml, cuda),
-        find_smi=lambda: NVIDIA_SMI if smi_installed else None,
-    )
-    return facts
+    """The ``vastllm_gpu`` fact alone."""
+    return run_facts(tmp_path, runner, nvml, cuda, smi_installed)[0]
 
 
 def gpu_rows(facts: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -376,21 +390,23 @@ def test_nvml_reports_recorded_machine(tmp_path: Path, machine: str) -> None:
 
 
 def test_nvml_h100_versions_and_totals(tmp_path: Path) -> None:
-    facts = run_collect(tmp_path, nvml=FakeNvmlLibrary(NVML_RECORDED_FROM_FIXTURES["h100-80gb"]))
+    facts, host = run_facts(
+        tmp_path, nvml=FakeNvmlLibrary(NVML_RECORDED_FROM_FIXTURES["h100-80gb"])
+    )
     assert (facts["driver_version"], facts["cuda_version"]) == ("590.48.01", "13.1")
     assert (facts["vram_total_mib"], facts["vram_free_mib"]) == (81559, 81081)
-    assert facts["summary"].startswith(
+    assert host["summary"].startswith(
         "GPU mode: 1x NVIDIA H100 80GB HBM3 (81559 MiB); 79.2 GiB VRAM free; "
         "driver 590.48.01, CUDA 13.1; "
     )
 
 
 def test_nvml_gb10_without_memory_figures_is_still_gpu_mode(tmp_path: Path) -> None:
-    facts = run_collect(tmp_path, nvml=FakeNvmlLibrary(NVML_RECORDED_FROM_FIXTURES["gb10"]))
+    facts, host = run_facts(tmp_path, nvml=FakeNvmlLibrary(NVML_RECORDED_FROM_FIXTURES["gb10"]))
     assert facts["mode"] == "gpu"
     assert gpu_rows(facts) == [(0, "NVIDIA GB10", None, None, None)]
     assert facts["vram_total_mib"] is None
-    assert "1x NVIDIA GB10 (memory not reported); free VRAM not reported" in facts["summary"]
+    assert "1x NVIDIA GB10 (memory not reported); free VRAM not reported" in host["summary"]
 
 
 def test_nvml_memory_v1_fallback_counts_reserved_as_used(tmp_path: Path) -> None:
@@ -407,11 +423,11 @@ def test_nvml_without_cuda_function_uses_libcuda(tmp_path: Path) -> None:
         NVML_RECORDED_FROM_FIXTURES["2x-rtx4090"],
         missing=("nvmlSystemGetCudaDriverVersion_v2",),
     )
-    facts = run_collect(tmp_path, nvml=nvml, cuda=FakeLibcuda(12040))
+    facts, host = run_facts(tmp_path, nvml=nvml, cuda=FakeLibcuda(12040))
     assert (facts["cuda_version"], facts["cuda_version_source"]) == ("12.4", "libcuda")
     assert facts["warnings"] == ["NVML did not report the CUDA version: NVML error 13: "
                                  "nvmlSystemGetCudaDriverVersion_v2 not found"]  # fmt: skip
-    assert "2x NVIDIA GeForce RTX 4090 (24564 MiB each)" in facts["summary"]
+    assert "2x NVIDIA GeForce RTX 4090 (24564 MiB each)" in host["summary"]
 
 
 def test_nvml_unusable_device_is_skipped_with_a_warning(tmp_path: Path) -> None:
@@ -435,11 +451,11 @@ def test_nvml_no_devices(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_nvml_init_failure_without_nvidia_smi(tmp_path: Path, init_rc: int, kind: str) -> None:
     nvml = FakeNvmlLibrary(NVML_RECORDED_FROM_FIXTURES["h100-80gb"], init_rc=init_rc)
-    facts = run_collect(tmp_path, nvml=nvml, smi_installed=False)
+    facts, host = run_facts(tmp_path, nvml=nvml, smi_installed=False)
     assert (facts["mode"], facts["source"], facts["problem_kind"]) == ("cpu", "none", kind)
     assert facts["problem_detail"].startswith(f"NVML error {init_rc}: ")
     assert facts["gpus"] == []
-    assert facts["summary"].startswith("CPU mode: ")
+    assert host["summary"].startswith("CPU mode: ")
 
 
 def test_nvml_mismatch_then_nvidia_smi_message_wins(tmp_path: Path) -> None:
@@ -489,11 +505,11 @@ def test_smi_h100_mig(tmp_path: Path) -> None:
         version=read("version_driver-590.48.01.txt"),
         table=read("table_1x-h100-80gb-hbm3-mig-enabled_driver-590.48.01.txt"),
     ))  # fmt: skip
-    facts = run_collect(tmp_path, runner)
+    facts, host = run_facts(tmp_path, runner)
     assert gpu_rows(facts) == [(0, "NVIDIA H100 80GB HBM3", 81559, 59, 81022)]
     assert facts["gpus"][0]["mig_mode"] == "Enabled"
     assert (facts["cuda_version"], facts["cuda_version_source"]) == ("13.1", "nvidia-smi-version")
-    assert "(81559 MiB, MIG enabled)" in facts["summary"]
+    assert "(81559 MiB, MIG enabled)" in host["summary"]
     assert () not in runner.calls
 
 
@@ -560,10 +576,10 @@ def test_smi_table_reads_the_mig_mode(tmp_path: Path) -> None:
     runner = FakeRunner(smi_answers(
         table=read("table_1x-h100-80gb-hbm3-mig-enabled_driver-590.48.01.txt"),
     ))  # fmt: skip
-    facts = run_collect(tmp_path, runner)
+    facts, host = run_facts(tmp_path, runner)
     assert (facts["mode"], facts["source"]) == ("gpu", "nvidia-smi-table")
     assert facts["gpus"][0]["mig_mode"] == "Enabled"
-    assert "1x NVIDIA H100 80GB HBM3 (81559 MiB, MIG enabled)" in facts["summary"]
+    assert "1x NVIDIA H100 80GB HBM3 (81559 MiB, MIG enabled)" in host["summary"]
 
 
 def test_smi_xml_with_more_attached_gpus_than_described_warns(tmp_path: Path) -> None:
@@ -634,13 +650,13 @@ def test_smi_recorded_failure_gives_cpu_mode_with_problem(
     tmp_path: Path, name: str, rc: int, kind: str
 ) -> None:
     runner = FailingRunner(read(name), rc)
-    facts = run_collect(tmp_path, runner)
+    facts, host = run_facts(tmp_path, runner)
     assert (facts["mode"], facts["source"], facts["problem_kind"]) == ("cpu", "none", kind)
     assert facts["gpus"] == []
     assert facts["gpu_count"] == 0
     assert facts["problem_detail"] in read(name)
-    assert facts["summary"] == (
-        f"CPU mode: {facts['problem']} -- " + facts["summary"].split(" -- ", 1)[1]
+    assert host["summary"] == (
+        f"CPU mode: {facts['problem']} -- " + host["summary"].split(" -- ", 1)[1]
     )
     assert runner.calls == [CSV_QUERY]  # stops at the first recognised failure
 
@@ -672,30 +688,40 @@ def test_smi_csv_without_rows_means_no_devices(tmp_path: Path) -> None:
 
 def test_no_nvidia_smi_and_no_nvml_is_cpu_mode_without_problem(tmp_path: Path) -> None:
     runner = FakeRunner({})
-    facts = run_collect(tmp_path, runner, smi_installed=False)
+    facts, host = run_facts(tmp_path, runner, smi_installed=False)
     assert (facts["mode"], facts["source"], facts["problem"]) == ("cpu", "none", None)
-    assert facts["summary"].startswith("CPU mode: no NVIDIA GPU or driver found -- ")
+    assert host["summary"].startswith("CPU mode: no NVIDIA GPU or driver found -- ")
     assert runner.calls == []
 
 
 # ----------------------------------------------------------------------------------- host
 
 
+def documented_facts() -> dict[str, set[str]]:
+    """Each fact of the module's RETURN block -> the keys it documents."""
+    source = (Path(__file__).resolve().parents[2] / "plugins/modules/gpu_facts.py").read_text()
+    block = source.split('RETURN = r"""', 1)[1].split('"""', 1)[0]
+    facts = yaml.safe_load(block)["ansible_facts"]["contains"]
+    return {name: set(fact["contains"]) for name, fact in facts.items()}
+
+
 def test_collect_reports_every_documented_fact(tmp_path: Path) -> None:
-    facts = run_collect(tmp_path, nvml=FakeNvmlLibrary(NVML_RECORDED_FROM_FIXTURES["a5000-24gb"]))
-    documented = (Path(__file__).resolve().parents[2] / "plugins/modules/gpu_facts.py").read_text()
-    for key in facts:
-        assert f"        {key}:\n" in documented, f"{key} is not in the module's RETURN block"
-    assert facts["model_dir"] == str(tmp_path / "models")
-    assert facts["disk_path"] == str(tmp_path)  # nearest existing parent
+    nvml = FakeNvmlLibrary(NVML_RECORDED_FROM_FIXTURES["a5000-24gb"])
+    facts, host = run_facts(tmp_path, nvml=nvml)
+    assert documented_facts() == {"vastllm_gpu": set(facts), "vastllm_host": set(host)}
+    assert set(host) == {
+        "cpu_count", "ram_total_bytes", "ram_available_bytes", "ram_limited_by_cgroup",
+        "model_dir", "disk_path", "disk_free_bytes", "disk_total_bytes", "summary",
+    }  # fmt: skip
+    assert host["model_dir"] == str(tmp_path / "models")
+    assert host["disk_path"] == str(tmp_path)  # nearest existing parent
     stats = os.statvfs(tmp_path)
-    assert 0 < facts["disk_free_bytes"] <= stats.f_blocks * stats.f_frsize
-    assert facts["disk_total_bytes"] == stats.f_blocks * stats.f_frsize
-    assert facts["ram_total_bytes"] > 0
-    assert facts["cpu_count"] >= 1
+    assert 0 < host["disk_free_bytes"] <= stats.f_blocks * stats.f_frsize
+    assert host["disk_total_bytes"] == stats.f_blocks * stats.f_frsize
+    assert host["ram_total_bytes"] > 0
+    assert host["cpu_count"] >= 1
     assert (
-        f"disk free on {tmp_path} (nearest existing parent of {tmp_path}/models)"
-        in facts["summary"]
+        f"disk free on {tmp_path} (nearest existing parent of {tmp_path}/models)" in host["summary"]
     )
 
 

@@ -85,13 +85,15 @@ def ansible(
     return done, results
 
 
-def module_facts(tmp_path: Path, **kwargs: Any) -> dict[str, Any]:
+def module_facts(tmp_path: Path, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The module's two facts: ``vastllm_gpu`` and ``vastllm_host``, and no other."""
     done, results = ansible(tmp_path, "-m", "gpu_facts", "-a", "model_dir=/tmp", **kwargs)
     assert done.returncode == 0, done.stdout + done.stderr
     (result,) = results.values()
     assert result["changed"] is False
-    facts: dict[str, Any] = result["ansible_facts"]["vastllm_gpu"]
-    return facts
+    facts: dict[str, dict[str, Any]] = result["ansible_facts"]
+    assert sorted(facts) == ["vastllm_gpu", "vastllm_host"]
+    return facts["vastllm_gpu"], facts["vastllm_host"]
 
 
 GPU_CASES = {
@@ -113,7 +115,7 @@ GPU_CASES = {
 @pytest.mark.parametrize("scenario", sorted(GPU_CASES))
 def test_module_reports_gpus_from_the_double(tmp_path: Path, scenario: str) -> None:
     source, gpus, driver, cuda, cuda_source = GPU_CASES[scenario]
-    facts = module_facts(tmp_path, scenario=scenario)
+    facts, host = module_facts(tmp_path, scenario=scenario)
     assert (facts["mode"], facts["source"], facts["problem"]) == ("gpu", source, None)
     got = [(g["name"], g["memory_total_mib"], g["memory_used_mib"], g["memory_free_mib"])
            for g in facts["gpus"]]  # fmt: skip
@@ -121,9 +123,11 @@ def test_module_reports_gpus_from_the_double(tmp_path: Path, scenario: str) -> N
     assert facts["gpu_count"] == len(gpus)
     assert (facts["driver_version"], facts["cuda_version"]) == (driver, cuda)
     assert facts["cuda_version_source"] == cuda_source
-    assert (facts["model_dir"], facts["disk_path"]) == ("/tmp", "/tmp")
-    assert facts["disk_free_bytes"] > 0
-    assert facts["summary"].startswith(f"GPU mode: {len(gpus)}x {gpus[0][0]} ")
+    assert (host["model_dir"], host["disk_path"]) == ("/tmp", "/tmp")
+    assert host["disk_free_bytes"] > 0
+    assert host["summary"].startswith(f"GPU mode: {len(gpus)}x {gpus[0][0]} ")
+    assert not {"disk_free_bytes", "cpu_count", "ram_total_bytes", "summary"} & set(facts)
+    assert not {"mode", "gpus", "cuda_version"} & set(host)
 
 
 @pytest.mark.parametrize(
@@ -137,22 +141,23 @@ def test_module_reports_gpus_from_the_double(tmp_path: Path, scenario: str) -> N
 def test_module_reports_driver_problems(
     tmp_path: Path, scenario: str, kind: str, advice: str
 ) -> None:
-    facts = module_facts(tmp_path, scenario=scenario)
+    facts, _ = module_facts(tmp_path, scenario=scenario)
     assert (facts["mode"], facts["source"], facts["problem_kind"]) == ("cpu", "none", kind)
     assert advice in facts["problem"]
     assert facts["gpus"] == []
 
 
 def test_module_without_nvidia_smi_is_cpu_mode(tmp_path: Path) -> None:
-    facts = module_facts(tmp_path, double=False)
+    facts, host = module_facts(tmp_path, double=False)
     assert (facts["mode"], facts["source"], facts["problem"]) == ("cpu", "none", None)
-    assert facts["cpu_count"] >= 1
-    assert facts["ram_total_bytes"] > 0
+    assert host["cpu_count"] >= 1
+    assert host["ram_total_bytes"] > 0
+    assert host["summary"].startswith("CPU mode: no NVIDIA GPU or driver found -- ")
 
 
 def test_module_uses_nvml_when_the_library_loads(tmp_path: Path) -> None:
     libs = build_driver_doubles(tmp_path / "lib", H100)
-    facts = module_facts(
+    facts, _ = module_facts(
         tmp_path, scenario="no-driver", extra_env={"LD_LIBRARY_PATH": str(libs)}
     )  # the nvidia-smi double would fail: NVML answers first
     assert (facts["mode"], facts["source"]) == ("gpu", "nvml")
@@ -171,6 +176,7 @@ def test_module_documentation_renders(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "model_dir" in done.stdout
     assert "vastllm_gpu" in done.stdout
+    assert "vastllm_host" in done.stdout
 
 
 # ----------------------------------------------------------------------------------- role
@@ -205,7 +211,7 @@ def test_role_prints_the_summary_and_sets_the_mode(tmp_path: Path) -> None:
     )
     assert show["msg"].endswith(
         f"disk free on {tmp_path} (nearest existing parent of {tmp_path}/models): "
-        f"{gather['ansible_facts']['vastllm_gpu']['disk_free_bytes'] / 1024**3:.1f} GiB"
+        f"{gather['ansible_facts']['vastllm_host']['disk_free_bytes'] / 1024**3:.1f} GiB"
     )
     assert stop["skipped"] is True
 

@@ -1,9 +1,14 @@
 """Host capacity as the cascade needs it, read from the ``gpu_facts`` module's facts.
 
-The facts are ``ansible_facts.vastllm_gpu`` (plugins/modules/gpu_facts.py RETURN): ``mode``,
-``gpus[].memory_free_mib`` / ``memory_total_mib``, ``disk_free_bytes``, ``ram_available_bytes``.
-A file may hold the facts themselves or ``{"vastllm_gpu": {...}}`` / ``{"ansible_facts":
-{"vastllm_gpu": {...}}}`` as Ansible prints them.
+The module sets two facts (plugins/modules/gpu_facts.py RETURN): ``vastllm_gpu`` (``mode``,
+``gpus[].memory_free_mib`` / ``memory_total_mib``) and ``vastllm_host`` (``disk_free_bytes``,
+``ram_available_bytes``, ``cpu_count``, ``summary``). A file holds ``{"vastllm_gpu": {...},
+"vastllm_host": {...}}`` as the model_cascade role writes it, or the same inside
+``{"ansible_facts": ...}`` as Ansible prints it.
+
+Fallback for older files: before the split, ``vastllm_gpu`` also held the host fields, and a role
+of that time wrote ``{"vastllm_gpu": {...}}`` alone. Without a ``vastllm_host`` dict the host
+fields are read from ``vastllm_gpu`` (or from the bare facts, a dict with ``mode`` at the top).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class HostCapacity:
     gpus: tuple[GpuMemory, ...]
     disk_free_bytes: int | None
     ram_available_bytes: int | None
+    cpu_count: int | None = None
     summary: str = ""
 
     @property
@@ -52,19 +58,25 @@ def _int_or_none(value: object) -> int | None:
     return int(value)
 
 
-def unwrap(data: object) -> dict[str, Any]:
-    """The ``vastllm_gpu`` dict out of whatever wrapping Ansible put around it."""
+def unwrap(data: object) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``vastllm_gpu`` and ``vastllm_host`` dicts out of whatever wrapping Ansible put around
+    them; the host dict is the GPU dict itself for a file of an older role (no ``vastllm_host``)."""
     if isinstance(data, dict) and isinstance(data.get("ansible_facts"), dict):
         data = data["ansible_facts"]
+    host = data.get("vastllm_host") if isinstance(data, dict) else None
     if isinstance(data, dict) and isinstance(data.get("vastllm_gpu"), dict):
         data = data["vastllm_gpu"]
     if not isinstance(data, dict) or "mode" not in data:
         raise UsageError("GPU facts must be the gpu_facts module's vastllm_gpu dict (no 'mode')")
-    return data
+    if host is None:
+        host = data  # older role: disk, RAM and CPUs inside vastllm_gpu
+    if not isinstance(host, dict):
+        raise UsageError("host facts must be the gpu_facts module's vastllm_host dict")
+    return data, host
 
 
 def capacity_from_facts(data: object) -> HostCapacity:
-    facts = unwrap(data)
+    facts, host = unwrap(data)
     mode = str(facts.get("mode"))
     if mode not in ("gpu", "cpu"):
         raise UsageError(f"GPU facts: mode must be gpu or cpu, not {mode!r}")
@@ -84,9 +96,10 @@ def capacity_from_facts(data: object) -> HostCapacity:
     return HostCapacity(
         mode=mode,
         gpus=tuple(gpus) if mode == "gpu" else (),
-        disk_free_bytes=_int_or_none(facts.get("disk_free_bytes")),
-        ram_available_bytes=_int_or_none(facts.get("ram_available_bytes")),
-        summary=str(facts.get("summary") or ""),
+        disk_free_bytes=_int_or_none(host.get("disk_free_bytes")),
+        ram_available_bytes=_int_or_none(host.get("ram_available_bytes")),
+        cpu_count=_int_or_none(host.get("cpu_count")),
+        summary=str(host.get("summary") or ""),
     )
 
 

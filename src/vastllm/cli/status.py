@@ -46,8 +46,12 @@ def _gpu(facts: dict[str, Any]) -> dict[str, Any]:
 
 
 def host_record(summary: dict[str, Any]) -> dict[str, Any]:
+    """One GPU host's record from its ``vastllm_status``: ``gpu`` holds gpu_facts' vastllm_gpu,
+    ``capacity`` its vastllm_host (disk, RAM)."""
     gpu = summary.get("gpu")
     facts: dict[str, Any] = gpu if isinstance(gpu, dict) else {}
+    capacity = summary.get("capacity")
+    host: dict[str, Any] = capacity if isinstance(capacity, dict) else {}
     metrics = summary.get("metrics")
     cache = cache_stats(str(metrics)) if metrics else None
     return {
@@ -63,13 +67,13 @@ def host_record(summary: dict[str, Any]) -> dict[str, Any]:
         "active_model": _active_model(summary.get("active_model_raw")),
         "gpu": _gpu(facts),
         "disk": {
-            "path": facts.get("disk_path"),
-            "free_bytes": facts.get("disk_free_bytes"),
-            "total_bytes": facts.get("disk_total_bytes"),
+            "path": host.get("disk_path"),
+            "free_bytes": host.get("disk_free_bytes"),
+            "total_bytes": host.get("disk_total_bytes"),
         },
         "memory": {
-            "available_bytes": facts.get("ram_available_bytes"),
-            "total_bytes": facts.get("ram_total_bytes"),
+            "available_bytes": host.get("ram_available_bytes"),
+            "total_bytes": host.get("ram_total_bytes"),
         },
         "cache": asdict(cache) if cache is not None else None,
         "tunnels": summary.get("tunnels"),
