@@ -54,7 +54,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import http.client
 import json
 import math
@@ -70,16 +69,15 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "RESULTS.md"
-LOCK_PATH = Path("/tmp/vastllm-bench.lock")  # noqa: S108 - the lock all benchmarks agree on
+import bench_common
+from bench_common import REPO, cpu_model, greedy_exactly, loadavg, percentile
+
 VLLM_PYTHON_FILE = REPO / ".venv" / "vllm-python"
 SERVED = "bench"
 ENGINES = ("vllm", "model_api", "generate")
@@ -143,33 +141,11 @@ class EngineFailed(Exception):
     """The engine is installed but did not start or answer."""
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..1): with few samples, p99 is the largest."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
 def prompt_for(clients: int, client: int, rep: int) -> str:
     return PROMPTS[(rep * clients + client) % len(PROMPTS)]
 
 
 # -- machine ----------------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
-def loadavg() -> str:
-    with contextlib.suppress(OSError):
-        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    return "?"
 
 
 def mem_gib() -> str:
@@ -554,9 +530,9 @@ def model_api_server(args: argparse.Namespace) -> tuple[Server, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
     version = probe_python(
         python,
-        "import vastllm.model_api.main, torch, transformers; "
+        "import vastllm.model_api.cli, torch, transformers; "
         "print(f'torch {torch.__version__}, transformers {transformers.__version__}')",
-        "import vastllm.model_api.main",
+        "import vastllm.model_api.cli",
         env,
         why=f"PYTHONPATH={src}; its dependencies: pip install -e {REPO}",
     )
@@ -699,12 +675,7 @@ def run_generate(args: argparse.Namespace, report: EngineReport) -> None:
         with torch.inference_mode():
             out = model.generate(
                 **enc,
-                do_sample=False,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-                max_new_tokens=n,
-                min_new_tokens=n,
+                **greedy_exactly(n),
                 pad_token_id=tok.pad_token_id,
                 streamer=streamer,
             )
@@ -736,22 +707,6 @@ def run_generate(args: argparse.Namespace, report: EngineReport) -> None:
 
 
 # -- the run ----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def bench_lock() -> Iterator[None]:
-    with LOCK_PATH.open("a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"waiting for {LOCK_PATH} (another benchmark is measuring)...", flush=True)
-            fcntl.flock(f, fcntl.LOCK_EX)
-        print(f"holding {LOCK_PATH}", flush=True)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-            print(f"released {LOCK_PATH}", flush=True)
 
 
 def run_engine(args: argparse.Namespace, name: str) -> EngineReport:
@@ -900,16 +855,6 @@ def render(
     lines += [f"- {g.text}: **{g.verdict}** ({g.detail})" for g in found]
     lines.append("")
     return "\n".join(lines)
-
-
-def append_result(section: str) -> None:
-    existing = RESULTS.read_text() if RESULTS.exists() else ""
-    sep = "" if not existing or existing.endswith("\n\n") else "\n"
-    if existing and not existing.endswith("\n"):
-        sep = "\n\n"
-    with RESULTS.open("a") as f:
-        f.write(sep + section)
-    print(f"appended to {RESULTS}")
 
 
 def int_list(text: str) -> list[int]:
@@ -1076,7 +1021,7 @@ def main(argv: list[str] | None = None) -> int:
         "client": Client(0, 1, args.client).kind,
     }
     started = time.monotonic()
-    with bench_lock():
+    with bench_common.bench_lock():
         machine["load_before"] = loadavg()
         reports = [run_engine(args, name) for name in args.engines]
         machine["load_after"] = loadavg()
@@ -1111,7 +1056,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(data, indent=2) + "\n")
         print(f"wrote {args.json}")
     if args.append:
-        append_result(section)
+        bench_common.append_result(section)
     missing = [r.name for r in reports if r.status == "missing"]
     failed = [r.name for r in reports if r.status == "failed"]
     print(

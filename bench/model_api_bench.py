@@ -43,8 +43,6 @@ one write (unless ``--no-append``).
 from __future__ import annotations
 
 import argparse
-import fcntl
-import math
 import os
 import platform
 import re
@@ -55,8 +53,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,6 +69,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import openai  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from bench_common import (  # noqa: E402 - bench/, this script's folder, is on sys.path
+    append_result,
+    bench_lock,
+    cpu_model,
+    greedy_exactly,
+    loadavg,
+    percentile,
+)
 from openai.types.chat import (  # noqa: E402
     ChatCompletionMessageParam,
     ChatCompletionStreamOptionsParam,
@@ -80,8 +85,6 @@ from tests.model import ensure_test_model  # noqa: E402
 from tests.support import free_port, wait_http  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-RESULTS = REPO / "bench" / "RESULTS.md"
-LOCK_PATH = Path("/tmp/vastllm-bench.lock")  # noqa: S108 - the lock both benchmarks agree on
 GOAL = 0.95
 MESSAGES: list[ChatCompletionMessageParam] = [
     {
@@ -106,22 +109,6 @@ class Series:
     @staticmethod
     def med(values: list[float]) -> float:
         return statistics.median(values) if values else float("nan")
-
-
-@contextmanager
-def bench_lock() -> Iterator[None]:
-    with LOCK_PATH.open("a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"waiting for {LOCK_PATH} (another benchmark is measuring)...", flush=True)
-            fcntl.flock(f, fcntl.LOCK_EX)
-        print(f"holding {LOCK_PATH}", flush=True)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-            print(f"released {LOCK_PATH}", flush=True)
 
 
 # -- direct -----------------------------------------------------------------------------------
@@ -153,12 +140,7 @@ class Direct:
             out = self.model.generate(
                 input_ids=self.input_ids,
                 attention_mask=torch.ones_like(self.input_ids),
-                do_sample=False,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-                max_new_tokens=n,
-                min_new_tokens=n,
+                **greedy_exactly(n),
                 pad_token_id=eos if isinstance(eos, int) else None,
             )
         wall = time.perf_counter() - started
@@ -389,18 +371,18 @@ def measure(args: argparse.Namespace, model_dir: Path) -> Outcome:
     )
 
 
-def loadavg() -> str:
-    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+def section_head(title: str, command: str, load_before: str, load_after: str) -> list[str]:
+    """A results section's first lines: title (with the time), command, machine."""
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
+    return [
+        f"## model API: {title} ({now} UTC)",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {os.cpu_count()} cores ({cpu_model()}), shared with other engineers' "
+        f"processes; load average (1, 5, 15 min) before {load_before}, after "
+        f"{load_after}. CPython {platform.python_version()}, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, openai {openai.__version__}.  ",
+    ]
 
 
 def fmt_list(values: list[float], digits: int = 1) -> str:
@@ -414,7 +396,6 @@ def report(args: argparse.Namespace, out: Outcome, command: str) -> tuple[str, b
     st = Series.med(out.stream.tok_s)
     r_ns, r_st = ns / d, st / d
     passed = r_ns >= GOAL and r_st >= GOAL
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
 
     def row(name: str, s: Series, ratio: float | None) -> str:
         engine = f"{Series.med(s.engine_tok_s):.1f}" if s.engine_tok_s else "-"
@@ -426,13 +407,7 @@ def report(args: argparse.Namespace, out: Outcome, command: str) -> tuple[str, b
 
     ttft = out.stream.ttft_s
     lines = [
-        f"## model API: overhead vs `model.generate` ({now} UTC)",
-        "",
-        f"Command: `{command}`  ",
-        f"Machine: {os.cpu_count()} cores ({cpu_model()}), shared with other engineers' "
-        f"processes; load average (1, 5, 15 min) before {out.load_before}, after "
-        f"{out.load_after}. CPython {platform.python_version()}, torch {torch.__version__}, "
-        f"transformers {transformers.__version__}, openai {openai.__version__}.  ",
+        *section_head("overhead vs `model.generate`", command, out.load_before, out.load_after),
         f"Model: SmolLM2-135M-Instruct (`tests.model.ensure_test_model()`), dtype {args.dtype}, "
         f"CPU, torch threads = {args.threads} on both sides (`torch.set_num_threads` here, "
         f"`VASTLLM_MODEL_API_CPU_THREADS={args.threads}` for the server).  ",
@@ -488,14 +463,6 @@ class LoadOutcome:
 
 
 THIS, BASELINE = "this checkout", "baseline"
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..1): with few samples, p99 is the largest."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def one_round(client: openai.OpenAI, n: int, clients: int) -> tuple[float, list[ApiRun]]:
@@ -584,7 +551,6 @@ def measure_load(args: argparse.Namespace, model_dir: Path) -> LoadOutcome:
 
 def report_load(args: argparse.Namespace, out: LoadOutcome, command: str) -> tuple[str, bool]:
     n = args.tokens
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
     one = {r.server: Series.med(r.tok_s) for r in out.rows if r.clients == 1}
     ours = [r for r in out.rows if r.server == THIS]
     passed = THIS in one and all(Series.med(r.tok_s) >= one[THIS] for r in ours)
@@ -602,13 +568,12 @@ def report_load(args: argparse.Namespace, out: LoadOutcome, command: str) -> tup
         else "one server, this checkout"
     )
     lines = [
-        f"## model API: total throughput vs concurrent clients{label} ({now} UTC)",
-        "",
-        f"Command: `{command}`  ",
-        f"Machine: {os.cpu_count()} cores ({cpu_model()}), shared with other engineers' "
-        f"processes; load average (1, 5, 15 min) before {out.load_before}, after "
-        f"{out.load_after}. CPython {platform.python_version()}, torch {torch.__version__}, "
-        f"transformers {transformers.__version__}, openai {openai.__version__}.  ",
+        *section_head(
+            f"total throughput vs concurrent clients{label}",
+            command,
+            out.load_before,
+            out.load_after,
+        ),
         f"Server: {servers}; SmolLM2-135M-Instruct, dtype {args.dtype}, CPU, {threads}, "
         f"`MAX_CONCURRENT={args.max_concurrent}`, `MAX_QUEUE={max(args.clients) + 1}`.  ",
         f"Work: per client count C, rounds of C streamed chat requests sent at once through the "
@@ -637,16 +602,6 @@ def report_load(args: argparse.Namespace, out: LoadOutcome, command: str) -> tup
         "",
     ]
     return "\n".join(lines), passed
-
-
-def append_result(section: str) -> None:
-    existing = RESULTS.read_text() if RESULTS.exists() else ""
-    sep = "" if not existing or existing.endswith("\n\n") else "\n"
-    if existing and not existing.endswith("\n"):
-        sep = "\n\n"
-    with RESULTS.open("a") as f:
-        f.write(sep + section)
-    print(f"appended to {RESULTS}")
 
 
 def client_counts(text: str) -> list[int]:

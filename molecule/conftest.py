@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-from pathlib import Path
-
 import pytest
 
-REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[1]))
+# before the import: the helpers' asserts then report values the way a test's own do
+pytest.register_assert_rewrite("scenario_helpers")
+
+from scenario_helpers import run_playbook  # noqa: E402 - after register_assert_rewrite
 
 SDK_VENV = "/opt/vastllm-test-sdk"
 
@@ -32,16 +30,4 @@ def sdk(host):
 def playbook():
     """Run a playbook of this repository with Molecule's inventory:
     playbook("playbooks/recover.yml", "--check") -> (rc, output, {host: changed})."""
-
-    def run(path: str, *extra: str) -> tuple[int, str, dict[str, int]]:
-        inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
-        env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", NO_COLOR="1")
-        result = subprocess.run(
-            ["ansible-playbook", "-i", inventory, str(REPO / path), *extra],
-            capture_output=True, text=True, cwd=REPO, check=False, env=env,
-        )
-        out = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
-        recap = re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", out, re.M)
-        return result.returncode, out, {name: int(count) for name, count in recap}
-
-    return run
+    return run_playbook

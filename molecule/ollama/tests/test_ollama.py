@@ -11,7 +11,6 @@ import io
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 import tarfile
@@ -23,10 +22,10 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
+from scenario_helpers import REPO, run_playbook, run_python
 
 testinfra_hosts = ["ansible://vastllm-ollama"]
 
-REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/tmp"))
 OLLAMA = "http://127.0.0.1:11434"
 S3_PORT = 45902
@@ -35,15 +34,8 @@ RELEASES_PORT = 45903
 
 def playbook(path: str, *extra: str) -> tuple[int, str, int]:
     """Run a playbook with Molecule's inventory; return rc, output and the host's changed count."""
-    inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
-    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", NO_COLOR="1")
-    result = subprocess.run(
-        ["ansible-playbook", "-i", inventory, str(REPO / path), *extra],
-        capture_output=True, text=True, cwd=REPO, check=False, env=env,
-    )
-    out = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
-    found = re.search(r"^vastllm-ollama\s+:\s+ok=\d+\s+changed=(\d+)", out, re.M)
-    return result.returncode, out, int(found.group(1)) if found else -1
+    rc, out, changed = run_playbook(path, *extra)
+    return rc, out, changed.get("vastllm-ollama", -1)
 
 
 def get_json(host, url: str) -> dict:
@@ -70,9 +62,7 @@ def ask(host, python: str, text: str) -> str:
         f"messages=[{{'role': 'user', 'content': {text!r}}}])\n"
         "print(m.model)\nprint(m.content[0].text)\n"
     )
-    result = host.run(f"{python} -c {shlex.quote(code)}")
-    assert result.rc == 0, result.stderr
-    return result.stdout
+    return run_python(host, python, code)
 
 
 def test_ollama_is_installed_from_the_tarball_and_answers(host):

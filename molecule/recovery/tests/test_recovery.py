@@ -7,19 +7,20 @@ must report changed=0, and nothing the user keeps under /workspace may be touche
 from __future__ import annotations
 
 import json
-import os
-import re
-import shlex
 import subprocess
 import time
 import urllib.request
-from pathlib import Path
 
-import pytest
+from scenario_helpers import (
+    assert_proxy_answers_then_caches,
+    openai_answer,
+    run_playbook,
+    states,
+    wait_for,
+)
 
 testinfra_hosts = ["ansible://vastllm-recovery"]
 
-REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 MODEL = "/workspace/models/smollm2-135m-instruct"
 USER_FILE = "/workspace/user-notes.txt"
 TUNNEL_PORT = 28082
@@ -27,16 +28,7 @@ TUNNEL_PORT = 28082
 
 def recover(*extra: str) -> tuple[int, str, dict[str, int]]:
     """Run playbooks/recover.yml with Molecule's inventory; return rc, output, changed per host."""
-    inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
-    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", NO_COLOR="1")
-    result = subprocess.run(
-        ["ansible-playbook", "-i", inventory, str(REPO / "playbooks/recover.yml"), *extra],
-        capture_output=True, text=True, cwd=REPO, check=False, env=env,
-    )
-    out = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
-    recap = re.findall(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)", out, re.M)
-    changed = {name: int(count) for name, count in recap}
-    return result.returncode, out, changed
+    return run_playbook("playbooks/recover.yml", *extra)
 
 
 def assert_quiet() -> None:
@@ -54,59 +46,17 @@ def assert_recovered_then_quiet(first: tuple[int, str, dict[str, int]]) -> None:
     assert_quiet()
 
 
-def states(host) -> dict[str, str]:
-    lines = host.run("supervisorctl status").stdout.splitlines()
-    return {line.split()[0]: line.split()[1] for line in lines if len(line.split()) > 1}
-
-
 def health(host, port: int) -> dict[str, object]:
     out = host.run(f"curl -sS http://127.0.0.1:{port}/health").stdout
     return json.loads(out) if out.strip().startswith("{") else {}
 
 
-def wait_for(predicate, seconds: float, what: str) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < seconds:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(0.5)
-    pytest.fail(f"{what} did not happen within {seconds} s")
-
-
-QUESTION = "What is the capital of France? Answer in one word."
-
-
-def _py(host, python: str, code: str) -> str:
-    result = host.run(f"{python} -c {shlex.quote(code)}")
-    assert result.rc == 0, result.stderr
-    return result.stdout
-
-
 def test_openai_sdk_gets_an_answer_from_the_model_api(host, sdk):
-    out = _py(host, sdk, f"""
-from openai import OpenAI
-c = OpenAI(base_url="http://127.0.0.1:8081/v1", api_key="unused")
-r = c.chat.completions.create(model="smollm2-135m-instruct", temperature=0, max_tokens=20,
-    messages=[{{"role": "user", "content": {QUESTION!r}}}])
-print(r.choices[0].message.content)
-""")
-    assert "Paris" in out
+    assert "Paris" in openai_answer(host, sdk, "http://127.0.0.1:8081/v1", "smollm2-135m-instruct")
 
 
 def test_anthropic_sdk_gets_an_answer_through_the_proxy_and_the_cache(host, sdk):
-    out = _py(host, sdk, f"""
-import anthropic
-c = anthropic.Anthropic(base_url="http://127.0.0.1:8082", api_key="unused")
-for _ in range(2):
-    raw = c.messages.with_raw_response.create(model="claude-sonnet-4-5", max_tokens=20,
-        messages=[{{"role": "user", "content": {QUESTION!r}}}], extra_body={{"temperature": 0}})
-    m = raw.parse()
-    print(raw.headers.get("x-vastllm-cache"), m.content[0].text.replace(chr(10), " "))
-""")
-    first, second = out.strip().splitlines()
-    assert first.startswith("miss ")
-    assert "Paris" in first
-    assert second == "hit " + first.removeprefix("miss ")
+    assert assert_proxy_answers_then_caches(host, sdk) == []
 
 
 def test_user_file_is_put_in_workspace(host):

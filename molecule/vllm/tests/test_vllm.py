@@ -7,25 +7,17 @@ The cases run in file order on one host; the fallback case comes last because it
 from __future__ import annotations
 
 import json
-import shlex
-import time
 
-import pytest
+from scenario_helpers import (
+    assert_proxy_answers_then_caches,
+    openai_answer,
+    run_python,
+    states,
+    wait_for,
+)
 
-QUESTION = "What is the capital of France? Answer in one word."
 MODEL = "smollm2-135m-instruct"
 REFUSED = "/workspace/models/gptneo-tiny"
-
-
-def _py(host, python: str, code: str) -> str:
-    result = host.run(f"{python} -c {shlex.quote(code)}")
-    assert result.rc == 0, result.stderr
-    return result.stdout
-
-
-def states(host) -> dict[str, str]:
-    lines = host.run("supervisorctl status").stdout.splitlines()
-    return {line.split()[0]: line.split()[1] for line in lines if len(line.split()) > 1}
 
 
 def active_model(host) -> dict[str, object]:
@@ -36,15 +28,6 @@ def active_model(host) -> dict[str, object]:
 
 def vllm_ready(host) -> bool:
     return host.run("curl -fsS -o /dev/null http://127.0.0.1:8083/health").rc == 0
-
-
-def wait_for(predicate, seconds: float, what: str) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < seconds:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(1)
-    pytest.fail(f"{what} did not happen within {seconds} s")
 
 
 def test_vllm_serves_under_supervisord_and_the_model_api_does_not_run(host):
@@ -87,34 +70,16 @@ def test_the_model_is_fetched_with_its_marker(host):
 
 
 def test_openai_sdk_gets_an_answer_from_vllm(host, sdk):
-    out = _py(host, sdk, f"""
-from openai import OpenAI
-c = OpenAI(base_url="http://127.0.0.1:8083/v1", api_key="unused")
-r = c.chat.completions.create(model={MODEL!r}, temperature=0, max_tokens=20,
-    messages=[{{"role": "user", "content": {QUESTION!r}}}])
-print(r.choices[0].message.content)
-""")
-    assert "Paris" in out
+    assert "Paris" in openai_answer(host, sdk, "http://127.0.0.1:8083/v1", MODEL)
 
 
 def test_anthropic_sdk_gets_an_answer_through_the_proxy_and_the_cache(host, sdk):
-    out = _py(host, sdk, f"""
-import anthropic
-c = anthropic.Anthropic(base_url="http://127.0.0.1:8082", api_key="unused")
-for _ in range(2):
-    raw = c.messages.with_raw_response.create(model="claude-sonnet-4-5", max_tokens=20,
-        messages=[{{"role": "user", "content": {QUESTION!r}}}], extra_body={{"temperature": 0}})
-    m = raw.parse()
-    print(raw.headers.get("x-vastllm-cache"), m.content[0].text.replace(chr(10), " "))
+    stream = """
 with c.messages.stream(model="claude-sonnet-4-5", max_tokens=20,
-        messages=[{{"role": "user", "content": "Say hello."}}]) as s:
+        messages=[{"role": "user", "content": "Say hello."}]) as s:
     print("stream", len("".join(s.text_stream)) > 0)
-""")
-    first, second, stream = out.strip().splitlines()
-    assert first.startswith("miss ")
-    assert "Paris" in first
-    assert second == "hit " + first.removeprefix("miss ")
-    assert stream == "stream True"
+"""
+    assert assert_proxy_answers_then_caches(host, sdk, then=stream) == ["stream True"]
 
 
 def test_proxy_health_reports_vllm_as_the_upstream(host):
@@ -130,8 +95,8 @@ def test_vllm_killed_with_sigkill_comes_back_without_ansible(host):
     pid = host.run("supervisorctl pid vastllm-vllm").stdout.strip()
     assert pid.isdigit()
     host.run(f"kill -9 {pid}")
-    wait_for(lambda: not vllm_ready(host), 30, "vLLM going down")
-    took = wait_for(lambda: vllm_ready(host), 600, "vLLM ready again")
+    wait_for(lambda: not vllm_ready(host), 30, "vLLM going down", interval=1)
+    took = wait_for(lambda: vllm_ready(host), 600, "vLLM ready again", interval=1)
     print(f"vLLM ready again {took:.1f} s after kill -9")
     # the engine core of the killed server outlived it; supervised_service's launcher killed it
     # before the new start (on a GPU it would hold the memory the new one needs)
@@ -169,7 +134,7 @@ def test_a_model_vllm_refuses_is_served_by_the_model_api_with_the_reason(host, p
     refusal = json.loads(host.file("/etc/vastllm/vllm_refused.json").content_string)
     assert "not supported" in refusal["reason"]
     # the proxy now sends the model to the model API, and it answers
-    out = _py(host, sdk, """
+    out = run_python(host, sdk, """
 import anthropic
 c = anthropic.Anthropic(base_url="http://127.0.0.1:8082", api_key="unused")
 m = c.messages.create(model="claude-sonnet-4-5", max_tokens=5,
