@@ -70,6 +70,7 @@ HEADERS = {
 # goals of issue 5
 GOAL_LATENCY_RATIO = 1 / 3  # added p50 <= 1/3 of LiteLLM's
 GOAL_RPS_RATIO = 3.0  # requests/s >= 3x LiteLLM's
+GOAL_PASSTHROUGH_RATIO = 1.05  # issue 17: pass-through vs translation
 GOAL_HIT_P99_MS = 2.0  # cache-hit p99 <= 2 ms
 
 
@@ -144,18 +145,29 @@ def python_env() -> dict[str, str]:
 
 
 def start_proxy(
-    svc: Services, name: str, port: int, mock_port: int, redis_url: str, *, workers: int = 1
+    svc: Services,
+    name: str,
+    port: int,
+    mock_port: int,
+    redis_url: str,
+    *,
+    workers: int = 1,
+    kind: str = "openai",
 ) -> None:
+    """A vastllm proxy in front of the mock as an upstream of ``kind``; with ``anthropic`` the
+    active model is served over Anthropic's API, so ``/v1/messages`` passes through."""
+    active = svc.workdir / f"{name}-active-model.json"
+    if kind == "anthropic":
+        record = {"name": MODEL, "engine": "anthropic", "context_length": 8192}
+        active.write_text(json.dumps(record))
     config = {
         "host": "127.0.0.1",
         "port": port,
         "workers": workers,
-        "upstreams": [
-            {"name": "mock", "kind": "openai", "base_url": f"http://127.0.0.1:{mock_port}"}
-        ],
+        "upstreams": [{"name": "mock", "kind": kind, "base_url": f"http://127.0.0.1:{mock_port}"}],
         "aliases": {},
         "default_model": MODEL,
-        "active_model_file": str(svc.workdir / "no-active-model.json"),
+        "active_model_file": str(active),
         "redis_url": redis_url,
         "cache_mode": "all" if redis_url else "off",
         "log_level": "WARNING",
@@ -428,8 +440,13 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="vastllm-proxy-bench-"))
     svc = Services(workdir)
-    ports = {k: free_port() for k in ("mock", "redis", "proxy", "proxy_cache", "litellm")}
-    targets: dict[str, int] = {"direct": ports["mock"], "vastllm": ports["proxy"]}
+    names = ("mock", "redis", "proxy", "proxy_native", "proxy_cache", "litellm")
+    ports = {k: free_port() for k in names}
+    targets: dict[str, int] = {
+        "direct": ports["mock"],
+        "vastllm": ports["proxy"],
+        "native": ports["proxy_native"],
+    }
     seq: dict[tuple[str, str], Dist] = {}
     load: dict[tuple[str, str], WrkResult] = {}
     hit_seq: dict[str, Dist] = {}
@@ -445,12 +462,16 @@ def main() -> int:
         wait_http(f"http://127.0.0.1:{ports['mock']}/v1/models")
         start_proxy(svc, "proxy", ports["proxy"], ports["mock"], "", workers=args.workers)
         start_proxy(
+            svc, "proxy_native", ports["proxy_native"], ports["mock"], "",
+            workers=args.workers, kind="anthropic",
+        )  # fmt: skip
+        start_proxy(
             svc, "proxy_cache", ports["proxy_cache"], ports["mock"],
             f"redis://127.0.0.1:{ports['redis']}/0", workers=args.workers,
         )  # fmt: skip
         if litellm_cli is not None:
             start_litellm(svc, litellm_cli, ports["litellm"], ports["mock"])
-        for name in ("proxy", "proxy_cache"):
+        for name in ("proxy", "proxy_native", "proxy_cache"):
             wait_started(svc, name, ports[name], "/v1/models", 30)
         if litellm_cli is not None:
             try:
@@ -537,10 +558,11 @@ def render(
 ) -> str:
     procs = f", {workers} workers" if workers > 1 else ""
     has_litellm = any(name == "litellm" for name, _ in seq)
-    names = ["direct", "vastllm", *(["litellm"] if has_litellm else [])]
+    names = ["direct", "vastllm", "native", *(["litellm"] if has_litellm else [])]
     label = {
         "direct": "mock direct",
         "vastllm": f"vastllm proxy (cache off{procs})",
+        "native": f"vastllm proxy, Anthropic-kind upstream (cache off{procs})",
         "litellm": f"LiteLLM {litellm_ver} proxy (1 worker, `hosted_vllm/`)",
     }
     out: list[str] = [
@@ -550,7 +572,9 @@ def render(
         f"Machine: {note}.  ",
         'Upstream: bench/mock_upstream.py (aiohttp, zero latency, answers "Paris is the '
         'capital of France."; it also answers `/v1/messages` itself, which is the direct '
-        "baseline of the Anthropic route). Proxies forward to it as an OpenAI upstream.  ",
+        "baseline of the Anthropic route). Proxies forward to it as an OpenAI upstream, except "
+        "the Anthropic-kind one: its `/v1/messages` is passed through to the mock's "
+        "`/v1/messages`, its OpenAI route translated to Messages.  ",
         f"Sequential: one Python keep-alive client, {n} requests per case after 30 warm-up, "
         "unique bodies; added = target minus direct on the same route.  ",
         f"Concurrent: `wrk -t1 -c32 -d{duration}s --latency -s bench/wrk_post.lua` "
@@ -638,6 +662,15 @@ def render(
             f"| (info) req/s vs direct mock | {route} | {v_rps:,.0f} req/s "
             f"| {dw.rps:,.0f} req/s (direct) | {v_rps / dw.rps:.3f} | - |"
         )
+        if route == "anthropic":
+            n_add = seq[("native", route)].p50 - d.p50
+            ok_n = n_add <= v_add * GOAL_PASSTHROUGH_RATIO
+            goal = "pass-through added p50 <= 1.05x translation's (sequential)"
+            out.append(
+                f"| {goal} | {route} | {n_add:.2f} ms | {v_add:.2f} ms (translation) "
+                f"| {n_add / v_add:.3f} | **{verdict(ok_n)}** |"
+            )
+            verdicts.append(f"{verdict(ok_n)}  {goal} [{route}]")
     out += [
         "",
         "Notes: at 32 concurrent clients a request's latency is mostly queueing "

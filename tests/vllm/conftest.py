@@ -212,6 +212,43 @@ def proxy(workdir: Path, vllm: VllmServer) -> Iterator[Proxy]:
 
 
 @pytest.fixture(scope="package")
+def native_proxy(workdir: Path, vllm: VllmServer) -> Iterator[Proxy]:
+    """A second proxy: vLLM as an Anthropic-kind upstream (``/v1/messages`` passed through,
+    OpenAI routes translated to Messages), the active model served over ``anthropic``."""
+    active = workdir / "active_model_anthropic.json"
+    active.write_text(
+        json.dumps({"name": SERVED_NAME, "engine": "anthropic", "context_length": MAX_MODEL_LEN})
+    )
+    with running_redis() as redis:
+        p = Proxy(
+            workdir,
+            upstreams=[{"name": "vllm", "kind": "anthropic", "base_url": vllm.url}],
+            redis_url=redis.url,
+            active_model_file=str(active),
+        )
+        try:
+            yield p
+        finally:
+            p.stop()
+
+
+@pytest.fixture(scope="package")
+def direct_claude(vllm: VllmServer) -> anthropic.Anthropic:
+    """The official Anthropic SDK against vLLM's own /v1/messages."""
+    return anthropic.Anthropic(
+        base_url=vllm.url, api_key="unused", max_retries=0, timeout=CLIENT_TIMEOUT
+    )
+
+
+@pytest.fixture(scope="package")
+def native_claude(native_proxy: Proxy) -> anthropic.Anthropic:
+    """The official Anthropic SDK through the pass-through proxy."""
+    return anthropic.Anthropic(
+        base_url=native_proxy.url, api_key="unused", max_retries=0, timeout=CLIENT_TIMEOUT
+    )
+
+
+@pytest.fixture(scope="package")
 def direct(vllm: VllmServer) -> openai.OpenAI:
     """The official OpenAI SDK against vLLM itself."""
     return openai.OpenAI(

@@ -55,7 +55,8 @@ def test_the_served_model_wins_and_another_is_skipped_with_the_fix(
     )
 
     assert result.active["name"] == SERVED_NAME
-    assert (result.active["engine"], result.active["served_by"]) == ("openai", "vllm")
+    # engine: the API the proxy speaks to vLLM (the vllm role's vllm_api, anthropic by default)
+    assert (result.active["engine"], result.active["served_by"]) == ("anthropic", "vllm")
     assert result.active["base_url"] == vllm.url
     assert result.changed
     assert not result.pulled

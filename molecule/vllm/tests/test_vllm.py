@@ -46,7 +46,7 @@ def test_servers_listen_on_loopback_only(host):
 
 def test_the_active_model_is_served_by_vllm_with_its_context_length(host):
     assert active_model(host) == {
-        "name": MODEL, "engine": "openai", "served_by": "vllm", "context_length": 8192,
+        "name": MODEL, "engine": "anthropic", "served_by": "vllm", "context_length": 8192,
         "base_url": "http://127.0.0.1:8083",
     }
 
@@ -88,7 +88,7 @@ def test_proxy_health_reports_vllm_as_the_upstream(host):
     assert health["active_model"]["name"] == MODEL
     config = json.loads(host.file("/etc/vastllm/proxy.json").content_string)
     assert config["upstreams"] == [
-        {"name": "vllm", "kind": "openai", "base_url": "http://127.0.0.1:8083"}]
+        {"name": "vllm", "kind": "anthropic", "base_url": "http://127.0.0.1:8083"}]
 
 
 def test_vllm_killed_with_sigkill_comes_back_without_ansible(host):

@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("VASTLLM_CASCADE_VLLM_URL", VLLM_URL),
         help="URL of the vLLM server (vllm candidates)",
     )
+    p.add_argument(
+        "--vllm-api",
+        choices=("anthropic", "openai"),
+        default="anthropic",
+        help="the API the proxy speaks to vLLM (vllm_api): the active model's engine",
+    )
     p.add_argument("--models-dir", default=MODELS_DIR, help="where S3 models go")
     p.add_argument("--active-file", default=DEFAULT_ACTIVE_FILE)
     p.add_argument("--pin", help="use this model (vastllm_model): no cascade, still smoke-tested")
@@ -122,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     engines: dict[str, EngineAdapter] = {
         "ollama": OllamaEngine(args.ollama_url, allow_cpu_offload=args.allow_cpu_offload),
         "transformers": TransformersEngine(args.model_api_url, args.models_dir, api_key=api_key),
-        "vllm": VllmEngine(args.vllm_url, args.models_dir, api_key=api_key),
+        "vllm": VllmEngine(args.vllm_url, args.models_dir, api_key=api_key, wire=args.vllm_api),
     }
     options = CascadeOptions(
         active_file=Path(args.active_file),

@@ -53,8 +53,11 @@ class FetchedModelEngine:
         api_key: str | None = None,
         fetch_command: Sequence[str] = (sys.executable, "-m", "vastllm.fetch"),
         fetch_timeout: float = 6 * 3600.0,
+        wire: str | None = None,
     ) -> None:
         self.base_url = (base_url or self.default_url).rstrip("/")
+        if wire is not None:
+            self.wire = wire
         self.models_dir = Path(models_dir)
         self.fetch_command = list(fetch_command)
         self.fetch_timeout = fetch_timeout
@@ -159,8 +162,11 @@ class TransformersEngine(FetchedModelEngine):
 
 
 class VllmEngine(FetchedModelEngine):
+    """``wire``: the API the proxy speaks to vLLM (the vllm role's ``vllm_api``)."""
+
     name = "vllm"
     served_by = "vllm"
+    wire = "anthropic"
     default_url = VLLM_URL
     role_hint = (
         "serve it first (ansible-playbook site.yml -e vastllm_engine=vllm "

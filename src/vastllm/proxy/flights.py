@@ -1,6 +1,7 @@
 """One upstream call shared by every identical request that arrives while it runs.
 
-A :class:`Flight` pumps the upstream's events into a list in its own task; each client
+A :class:`Flight` pumps the upstream's items (neutral events, or the raw byte chunks of a
+pass-through answer) into a list in its own task; each client
 subscribes and reads the list from the start, then waits for more. A client that joins late gets
 the events so far at once and the rest live, so a streamed answer is coalesced too. When the last
 subscriber leaves before the end, the upstream call is cancelled.
@@ -11,22 +12,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Generic, TypeVar
 
 from vastllm.proxy import errors
-from vastllm.proxy.neutral import Event
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-class Flight:
+
+class Flight(Generic[T]):
     __slots__ = ("_changed", "done", "error", "events", "subscribers", "task")
 
     def __init__(
         self,
-        source: AsyncIterator[Event],
-        on_done: Callable[[Flight], Awaitable[None]],
+        source: AsyncIterator[T],
+        on_done: Callable[[Flight[T]], Awaitable[None]],
     ) -> None:
-        self.events: list[Event] = []
+        self.events: list[T] = []
         self.done = False
         self.error: errors.ProxyError | None = None
         self.subscribers = 0
@@ -34,7 +37,7 @@ class Flight:
         self.task = asyncio.create_task(self._pump(source, on_done))
 
     async def _pump(
-        self, source: AsyncIterator[Event], on_done: Callable[[Flight], Awaitable[None]]
+        self, source: AsyncIterator[T], on_done: Callable[[Flight[T]], Awaitable[None]]
     ) -> None:
         try:
             async for ev in source:
@@ -60,8 +63,8 @@ class Flight:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    async def subscribe(self) -> AsyncGenerator[Event, None]:
-        """All events from the first; raises the flight's error after the last one."""
+    async def subscribe(self) -> AsyncGenerator[T, None]:
+        """All items from the first; raises the flight's error after the last one."""
         self.subscribers += 1
         i = 0
         try:

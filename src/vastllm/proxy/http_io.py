@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -11,7 +11,7 @@ from aiohttp import web
 
 from vastllm.proxy import errors
 from vastllm.proxy.neutral import ChatRequest, Event
-from vastllm.proxy.service import ChatService, Execution
+from vastllm.proxy.service import ChatService, Execution, RawExecution
 
 JSON = "application/json"
 
@@ -89,10 +89,47 @@ async def execute(
 ) -> tuple[Execution, dict[str, str]]:
     """Run a parsed chat request with the client's cache directives; also return the cache
     headers every chat route answers with."""
-    service.prepare(req)
+    if req.target is None:
+        service.prepare(req)
     no_cache, no_store = cache_directives(request.headers)
     ex = await service.execute(req, no_cache=no_cache, no_store=no_store)
+    return ex, cache_headers(ex)
+
+
+def cache_headers(ex: Execution | RawExecution) -> dict[str, str]:
     headers = {"x-vastllm-cache": ex.status}
     if ex.coalesced:
         headers["x-vastllm-coalesced"] = "1"
-    return ex, headers
+    return headers
+
+
+async def send_raw(
+    request: web.Request,
+    ex: RawExecution,
+    stream: bool,
+    stream_error: Callable[[errors.ProxyError], bytes],
+) -> web.StreamResponse:
+    """A pass-through answer as the upstream sent it: SSE relayed chunk by chunk, or the JSON
+    body whole. Errors before the first byte become a plain HTTP error; later ones an SSE error
+    event (``stream_error``)."""
+    headers = cache_headers(ex)
+    if not stream:
+        body = b"".join([chunk async for chunk in ex.chunks()])
+        return json_response(body, headers=headers)
+    async with contextlib.aclosing(ex.chunks()) as chunks:
+        first = await anext(chunks)  # a ProxyError here is answered as JSON by the middleware
+        resp = web.StreamResponse(headers=headers)
+        resp.content_type = "text/event-stream"
+        resp.headers["Cache-Control"] = "no-cache"
+        await resp.prepare(request)
+        try:
+            await resp.write(first)
+            try:
+                async for chunk in chunks:
+                    await resp.write(chunk)
+            except errors.ProxyError as e:
+                await resp.write(stream_error(e))
+            await resp.write_eof()
+        except ConnectionError:
+            pass  # the client went away; closing `chunks` releases the upstream call
+        return resp

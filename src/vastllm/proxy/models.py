@@ -2,8 +2,10 @@
 
 ``aliases`` maps a client name (exact, or an ``fnmatch`` pattern such as ``claude-*``) to an
 upstream model name, or to ``@active``: the model named in ``active_model_file`` (a JSON file
-``{"name": ..., "engine": "ollama"|"openai", "context_length": N, ...}``, re-read whenever its
-mtime or size changes), else ``default_model``. Names that match nothing pass through unchanged.
+``{"name": ..., "engine": "ollama"|"openai"|"anthropic", "context_length": N, ...}``, re-read
+whenever its mtime or size changes), else ``default_model``. ``engine`` is the wire protocol the
+model is served over: requests for it go to upstreams of that kind. Names that match nothing
+pass through unchanged.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from vastllm.proxy.settings import ProxySettings
 log = logging.getLogger(__name__)
 
 ACTIVE = "@active"
-ENGINES = ("ollama", "openai")
+ENGINES = ("ollama", "openai", "anthropic")
 
 
 class ModelCatalog:

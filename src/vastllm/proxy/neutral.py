@@ -27,7 +27,7 @@ class ModelTarget:
     """The upstream model a request resolves to."""
 
     name: str
-    engine: str | None  # "ollama" | "openai" | None (any upstream)
+    engine: str | None  # "ollama" | "openai" | "anthropic" | None (any upstream)
     context_length: int
 
 

@@ -1,14 +1,21 @@
-"""The path every chat request takes once translated: model resolution, context check, cache
-lookup, coalescing, upstream call, cache store. Front ends only translate and render."""
+"""The path every chat request takes once parsed: model resolution, context check, cache
+lookup, coalescing, upstream call, cache store. Front ends only translate and render.
+
+Two answers share that path: the translated one (neutral events from any upstream kind, cached
+as one message and replayed in any dialect) and the pass-through one (``/v1/messages`` to an
+Anthropic-kind upstream: the request as the client sent it, the upstream's bytes back unchanged,
+cached as those bytes; see :mod:`vastllm.proxy.anthropic.passthrough`)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from vastllm.proxy import errors, tokens
+from vastllm.proxy.anthropic.passthrough import RawRequest, complete_answer, raw_cache_key
 from vastllm.proxy.cache.store import ResponseCache, cache_key
 from vastllm.proxy.flights import Flight
 from vastllm.proxy.metrics import Metrics
@@ -26,7 +33,7 @@ class Execution:
 
     status: str  # "hit" | "miss" | "bypass": the x-vastllm-cache header
     result: ChatResult | None = None
-    flight: Flight | None = None
+    flight: Flight[Event] | None = None
     coalesced: bool = False
 
     async def events(self) -> AsyncGenerator[Event, None]:
@@ -45,7 +52,39 @@ class Execution:
         return accumulate([ev async for ev in self.events()])
 
 
-async def _nothing(_: Flight) -> None:
+@dataclass(slots=True)
+class RawExecution:
+    """A pass-through answer: the upstream's bytes, from the cache (``body``) or a flight."""
+
+    status: str
+    body: bytes | None = None
+    flight: Flight[bytes] | None = None
+    coalesced: bool = False
+
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
+        if self.body is not None:
+            yield self.body
+            return
+        assert self.flight is not None  # noqa: S101 - one of the two is always set
+        async with contextlib.aclosing(self.flight.subscribe()) as sub:
+            async for chunk in sub:
+                yield chunk
+
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True, frozen=True)
+class _Plan(Generic[T]):
+    """What differs between the translated and the pass-through path."""
+
+    key: str
+    source: Callable[[], AsyncIterator[T]]
+    decode: Callable[[bytes], object]  # a cache value -> what a hit answers with
+    encode: Callable[[list[T]], bytes | None]  # a finished flight -> a cache value, or None
+
+
+async def _nothing(_: Flight[Any]) -> None:
     return None
 
 
@@ -64,7 +103,7 @@ class ChatService:
         self.metrics = metrics
         self._mode = settings.cache_mode
         self._max_outstanding = settings.max_outstanding
-        self._inflight: dict[str, Flight] = {}
+        self._inflight: dict[str, Flight[Any]] = {}
 
     def prepare(self, req: ChatRequest) -> None:
         """Resolve the model, estimate the prompt, refuse overflows, clamp max_tokens."""
@@ -94,56 +133,116 @@ class ChatService:
     async def execute(
         self, req: ChatRequest, *, no_cache: bool = False, no_store: bool = False
     ) -> Execution:
-        if not self._cacheable(req):
+        """The translated path: neutral events from any upstream kind, cached as a message."""
+        plan: _Plan[Event] = _Plan(
+            cache_key(req) if self._cacheable(req) else "",
+            lambda: self.router.events(req),
+            ChatResult.from_json,
+            lambda events: accumulate(events).to_json(),
+        )
+        status, hit, flight, coalesced = await self._run(plan, no_cache, no_store)
+        result = hit if isinstance(hit, ChatResult) else None
+        return Execution(status, result, flight, coalesced)
+
+    async def execute_raw(
+        self, req: ChatRequest, raw: RawRequest, *, no_cache: bool = False, no_store: bool = False
+    ) -> RawExecution:
+        """The pass-through path: an Anthropic-kind upstream's own bytes, cached as they came."""
+        plan: _Plan[bytes] = _Plan(
+            raw_cache_key(raw) if self._cacheable(req) else "",
+            lambda: self.router.raw(req, raw),
+            bytes,
+            lambda chunks: complete_answer(b"".join(chunks), raw.stream),
+        )
+        status, hit, flight, coalesced = await self._run(plan, no_cache, no_store)
+        body = hit if isinstance(hit, bytes) else None
+        return RawExecution(status, body, flight, coalesced)
+
+    async def _run(
+        self, plan: _Plan[T], no_cache: bool, no_store: bool
+    ) -> tuple[str, object, Flight[T] | None, bool]:
+        """(status, cache hit, flight, coalesced): the cache, then a flight in the air, then a
+        new upstream call; one caller's cache directives never change what others get."""
+        if not plan.key:
             self._check_capacity()
             self.metrics.cache["bypass"] += 1
-            return Execution("bypass", flight=Flight(self.router.events(req), _nothing))
-        assert self.cache is not None  # noqa: S101 - _cacheable checked it
-        key = cache_key(req)
+            return "bypass", None, Flight(plan.source(), _nothing), False
+        assert self.cache is not None  # noqa: S101 - a key is only made when there is a cache
+        key = plan.key
         if not no_cache:
-            flight = self._inflight.get(key)
+            landed = self._landed(key, plan)
+            if landed is not None:
+                self.metrics.cache["hit"] += 1
+                return "hit", landed, None, False
+            flight = self._in_air(key)
             if flight is None:
                 raw = await self.cache.get(key)
                 if raw is not None:
                     try:
-                        result = ChatResult.from_json(raw)
+                        hit = plan.decode(raw)
                     except (ValueError, KeyError, TypeError):
                         log.warning("dropping an unreadable cache entry")
                     else:
                         self.metrics.cache["hit"] += 1
-                        return Execution("hit", result=result)
-                flight = self._inflight.get(key)
+                        return "hit", hit, None, False
+                flight = self._in_air(key)
             if flight is not None:
                 self.metrics.cache["coalesced"] += 1
                 self.metrics.cache["miss"] += 1
-                return Execution("miss", flight=flight, coalesced=True)
+                return "miss", None, flight, True
         self._check_capacity()
         self.metrics.cache["bypass" if no_cache else "miss"] += 1
-        flight = Flight(self.router.events(req), self._storer(key, store=not no_store))
-        self._inflight.setdefault(key, flight)
-        return Execution("bypass" if no_cache else "miss", flight=flight)
+        new: Flight[T] = Flight(plan.source(), _Store(self, key, plan.encode, not no_store))
+        if self._in_air(key) is None:
+            self._inflight[key] = new
+        return ("bypass" if no_cache else "miss"), None, new, False
 
-    def _storer(self, key: str, *, store: bool) -> _Store:
-        return _Store(self, key, store)
+    def _in_air(self, key: str) -> Flight[Any] | None:
+        flight = self._inflight.get(key)
+        return flight if flight is not None and not flight.done else None
 
-    async def finish_flight(self, key: str, flight: Flight, store: bool) -> None:
+    def _landed(self, key: str, plan: _Plan[T]) -> object | None:
+        """The answer of a flight that finished but whose cache write is still under way (its
+        subscribers already have it, so the next identical request may arrive first)."""
+        flight = self._inflight.get(key)
+        if flight is None or not flight.done or flight.error is not None:
+            return None
+        value = plan.encode(flight.events)
+        return None if value is None else plan.decode(value)
+
+    async def finish_flight(
+        self,
+        key: str,
+        flight: Flight[T],
+        encode: Callable[[list[T]], bytes | None],
+        store: bool,
+    ) -> None:
         try:
             if store and flight.error is None and self.cache is not None:
-                await self.cache.put(key, accumulate(flight.events).to_json())
+                value = encode(flight.events)
+                if value is not None:
+                    await self.cache.put(key, value)
         finally:
             if self._inflight.get(key) is flight:
                 del self._inflight[key]
 
 
-class _Store:
-    """Completion hook of a cacheable flight: store the final message, then unregister."""
+class _Store(Generic[T]):
+    """Completion hook of a cacheable flight: store the final answer, then unregister."""
 
-    __slots__ = ("_key", "_service", "_store")
+    __slots__ = ("_encode", "_key", "_service", "_store")
 
-    def __init__(self, service: ChatService, key: str, store: bool) -> None:
+    def __init__(
+        self,
+        service: ChatService,
+        key: str,
+        encode: Callable[[list[T]], bytes | None],
+        store: bool,
+    ) -> None:
         self._service = service
         self._key = key
+        self._encode = encode
         self._store = store
 
-    async def __call__(self, flight: Flight) -> None:
-        await self._service.finish_flight(self._key, flight, self._store)
+    async def __call__(self, flight: Flight[T]) -> None:
+        await self._service.finish_flight(self._key, flight, self._encode, self._store)

@@ -45,7 +45,7 @@ from vastllm.proxy.cache.redis import parse_url
 ENV_PREFIX = "VASTLLM_PROXY_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
-UpstreamKind = Literal["ollama", "openai"]
+UpstreamKind = Literal["ollama", "openai", "anthropic"]
 CacheMode = Literal["deterministic", "all", "off"]
 
 

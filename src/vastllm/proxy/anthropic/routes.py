@@ -1,13 +1,16 @@
 """Anthropic routes: ``POST /v1/messages`` (``?beta=true`` too) and
-``POST /v1/messages/count_tokens``."""
+``POST /v1/messages/count_tokens``.
+
+A model served over Anthropic's API (an ``anthropic`` upstream) is answered by pass-through
+(:mod:`vastllm.proxy.anthropic.passthrough`); any other by translation to the neutral model."""
 
 from __future__ import annotations
 
 import orjson
 from aiohttp import web
 
-from vastllm.proxy import http_io, tokens
-from vastllm.proxy.anthropic import parse, render
+from vastllm.proxy import errors, http_io, tokens
+from vastllm.proxy.anthropic import parse, passthrough, render
 from vastllm.proxy.state import state_of
 
 
@@ -15,6 +18,12 @@ async def messages(request: web.Request) -> web.StreamResponse:
     st = state_of(request)
     body = await http_io.read_json(request, st.settings.max_body_bytes)
     req = parse.parse(body)
+    st.service.prepare(req)
+    if passthrough.applies(req):
+        raw = passthrough.build(req, body, request.headers, count_only=False)
+        no_cache, no_store = http_io.cache_directives(request.headers)
+        rex = await st.service.execute_raw(req, raw, no_cache=no_cache, no_store=no_store)
+        return await http_io.send_raw(request, rex, raw.stream, render.StreamEncoder.error)
     ex, headers = await http_io.execute(st.service, request, req)
     if req.stream:
         encoder = render.StreamEncoder(req.model, req.prompt_tokens)
@@ -24,10 +33,20 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 
 async def count_tokens(request: web.Request) -> web.Response:
-    """``{"input_tokens": N}`` using the estimate documented in :mod:`vastllm.proxy.tokens`."""
+    """The Anthropic-kind upstream's own count when it has one, else ``{"input_tokens": N}``
+    from the estimate documented in :mod:`vastllm.proxy.tokens`."""
     st = state_of(request)
     body = await http_io.read_json(request, st.settings.max_body_bytes)
     req = parse.parse(body, count_only=True)
+    req.target = st.catalog.resolve(req.model)
+    if passthrough.applies(req):
+        raw = passthrough.build(req, body, request.headers, count_only=True)
+        try:
+            counted = await st.router.count_tokens(raw)
+        except errors.InvalidRequest:
+            counted = None  # an upstream that cannot count this request: the estimate
+        if counted is not None:
+            return http_io.json_response(counted)
     return http_io.json_response(orjson.dumps({"input_tokens": tokens.estimate(req)}))
 
 

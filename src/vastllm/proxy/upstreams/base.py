@@ -8,8 +8,9 @@ otherwise surfaces the wrapped :class:`ProxyError`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
@@ -60,7 +61,7 @@ class UpstreamClient(ABC):
             self._headers["Authorization"] = "Bearer " + cfg.api_key.get_secret_value()
 
     @abstractmethod
-    def events(self, req: ChatRequest) -> AsyncIterator[Event]:
+    def events(self, req: ChatRequest) -> AsyncGenerator[Event, None]:
         """The answer as neutral events (streamed upstream iff ``req.stream``)."""
 
     @abstractmethod
@@ -103,10 +104,17 @@ class UpstreamClient(ABC):
 
     async def _post(self, path: str, payload: dict[str, Any]) -> aiohttp.ClientResponse:
         body = validate.dumps(payload)  # the client's tools go in: too deep is its 400
+        return await self._post_bytes(path, body, {})
+
+    async def _post_bytes(
+        self, path: str, body: bytes, extra_headers: dict[str, str]
+    ) -> aiohttp.ClientResponse:
+        """POST ``body``; a status >= 400 raises its :class:`ProxyError` (5xx as Failover)."""
         url = self.base_url + path
+        headers = {**self._headers, **extra_headers} if extra_headers else self._headers
         for attempt in (0, 1):
             try:
-                resp = await self._session.post(url, data=body, headers=self._headers)
+                resp = await self._session.post(url, data=body, headers=headers)
                 break
             except aiohttp.ClientConnectorError as e:
                 raise Failover(
@@ -150,21 +158,13 @@ class UpstreamClient(ABC):
         except TimeoutError as e:
             raise errors.UpstreamFailed(f"upstream {self.name} timed out") from e
 
-    async def _lines(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        """Yield the body's non-empty lines; no line-length limit (tool calls can be long)."""
-        buf = b""
+    async def _chunks(self, resp: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
+        """Yield the body as it arrives, unchanged (streams, and the pass-through path)."""
         try:
             async with resp:
                 async for chunk in resp.content.iter_any():
-                    buf += chunk
-                    if b"\n" not in chunk:
-                        continue
-                    *lines, buf = buf.split(b"\n")
-                    for line in lines:
-                        if line.strip():
-                            yield line
-                if buf.strip():
-                    yield buf
+                    if chunk:
+                        yield chunk
         except (aiohttp.ClientPayloadError, *_STALE) as e:
             raise Failover(
                 errors.UpstreamFailed(f"upstream {self.name} broke off its stream: {e}"),
@@ -175,6 +175,22 @@ class UpstreamClient(ABC):
         except asyncio.CancelledError:
             resp.close()
             raise
+
+    async def _lines(self, resp: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
+        """Yield the body's non-empty lines; no line-length limit (tool calls can be long)."""
+        buf = b""
+        # aclosing: when this generator is closed early, the response is released at once
+        async with contextlib.aclosing(self._chunks(resp)) as chunks:
+            async for chunk in chunks:
+                buf += chunk
+                if b"\n" not in chunk:
+                    continue
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield line
+        if buf.strip():
+            yield buf
 
     def _decode(self, raw: bytes) -> dict[str, Any]:
         """One JSON object of an upstream answer; invalid JSON or an error object fails over."""

@@ -8,7 +8,7 @@ default window; ``num_predict`` is ``max_tokens`` clamped to what that window le
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
@@ -126,7 +126,7 @@ class OllamaClient(UpstreamClient):
         """``GET /api/ps`` (the loaded models), decoded; :class:`errors.UpstreamFailed` if not."""
         return await self._get_json("/api/ps", seconds)
 
-    async def events(self, req: ChatRequest) -> AsyncIterator[Event]:
+    async def events(self, req: ChatRequest) -> AsyncGenerator[Event, None]:
         resp = await self._post("/api/chat", build_payload(req, self._keep_alive))
         if not req.stream:
             obj = self._decode(await self._read_all(resp))

@@ -4,7 +4,7 @@ passed on whole when the stream ends."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
@@ -129,7 +129,7 @@ class OpenAIClient(UpstreamClient):
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
             return None
 
-    async def events(self, req: ChatRequest) -> AsyncIterator[Event]:
+    async def events(self, req: ChatRequest) -> AsyncGenerator[Event, None]:
         resp = await self._post(self._path("/v1/chat/completions"), build_payload(req))
         if not req.stream:
             obj = self._decode(await self._read_all(resp))

@@ -1,8 +1,10 @@
 """Upstream pool: background health checks, least-outstanding routing, failover.
 
-A request goes to the healthy upstream with the fewest requests in flight (ties rotate). If that
-upstream cannot be reached, or fails with a 5xx, before any part of the answer was passed on,
-the next one is tried; once an event went out, a failure is the client's to see.
+A request goes to the healthy upstream of its engine (the wire protocol the active model is
+served over: ``ollama``, ``openai`` or ``anthropic``) with the fewest requests in flight (ties
+rotate). If that upstream cannot be reached, or fails with a 5xx, before any part of the answer
+was passed on, the next one is tried; once an event went out, a failure is the client's to see.
+The same holds for pass-through answers (:meth:`Router.raw`), whose items are bytes.
 """
 
 from __future__ import annotations
@@ -12,19 +14,24 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Callable
+from typing import TypeVar, cast
 
 import aiohttp
 
 from vastllm.proxy import errors
+from vastllm.proxy.anthropic import passthrough
+from vastllm.proxy.anthropic.passthrough import RawRequest
 from vastllm.proxy.metrics import Metrics, UpstreamGauge
 from vastllm.proxy.neutral import ChatRequest, Event, Finish
 from vastllm.proxy.settings import ProxySettings
+from vastllm.proxy.upstreams.anthropic import AnthropicClient
 from vastllm.proxy.upstreams.base import Failover, UpstreamClient
 from vastllm.proxy.upstreams.ollama import OllamaClient
 from vastllm.proxy.upstreams.openai import OpenAIClient
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Upstream:
@@ -50,6 +57,8 @@ class Router:
             client: UpstreamClient
             if cfg.kind == "ollama":
                 client = OllamaClient(cfg, session, settings.ollama_keep_alive)
+            elif cfg.kind == "anthropic":
+                client = AnthropicClient(cfg, session)
             else:
                 client = OpenAIClient(cfg, session)
             self.upstreams.append(Upstream(client))
@@ -107,9 +116,41 @@ class Router:
         best = [u for u in healthy if u.outstanding == low]
         return best[next(self._rr) % len(best)]
 
-    async def events(self, req: ChatRequest) -> AsyncIterator[Event]:
+    async def events(self, req: ChatRequest) -> AsyncGenerator[Event, None]:
         """The answer from the best upstream, failing over while nothing was passed on."""
         engine = req.target.engine if req.target is not None else None
+        async with contextlib.aclosing(self._answer(engine, lambda c: c.events(req))) as answer:
+            async for ev in answer:
+                if isinstance(ev, Finish):
+                    self._metrics.tokens(ev.input_tokens, ev.output_tokens)
+                yield ev
+
+    async def raw(self, req: ChatRequest, raw: RawRequest) -> AsyncGenerator[bytes, None]:
+        """A pass-through answer's bytes from the best Anthropic-kind upstream."""
+        seen: list[bytes] = []
+        call = self._answer(passthrough.ENGINE, lambda c: cast(AnthropicClient, c).send_raw(raw))
+        async with contextlib.aclosing(call) as answer:
+            async for chunk in answer:
+                seen.append(chunk)
+                yield chunk
+        self._metrics.tokens(*passthrough.usage(b"".join(seen), raw.stream))
+
+    async def count_tokens(self, raw: RawRequest) -> bytes | None:
+        """An Anthropic-kind upstream's own token count; None when it has no such endpoint."""
+        tried: set[str] = set()
+        while (up := self._pick(passthrough.ENGINE, tried)) is not None:
+            tried.add(up.name)
+            try:
+                return await cast(AnthropicClient, up.client).count_tokens(raw)
+            except Failover as f:
+                up.last_error = f.error.message
+        return None
+
+    async def _answer(
+        self, engine: str | None, call: Callable[[UpstreamClient], AsyncGenerator[T, None]]
+    ) -> AsyncGenerator[T, None]:
+        """``call`` on the best upstream for ``engine``, failing over while nothing was passed
+        on; once an item went out, a failure is the client's to see."""
         tried: set[str] = set()
         last: errors.ProxyError | None = None
         while (up := self._pick(engine, tried)) is not None:
@@ -119,11 +160,10 @@ class Router:
             up.outstanding += 1
             t0 = time.monotonic()
             try:
-                async for ev in up.client.events(req):
-                    sent = True
-                    if isinstance(ev, Finish):
-                        self._metrics.tokens(ev.input_tokens, ev.output_tokens)
-                    yield ev
+                async with contextlib.aclosing(call(up.client)) as items:
+                    async for item in items:
+                        sent = True
+                        yield item
                 ok = True
                 return
             except (GeneratorExit, asyncio.CancelledError):

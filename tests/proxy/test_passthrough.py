@@ -1,0 +1,130 @@
+"""What the pass-through path changes in a request on the way up, how its cache keys differ, and
+what it counts as a whole answer (the real exchange with vLLM: tests/vllm/test_passthrough.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from vastllm.proxy.anthropic import parse, passthrough
+from vastllm.proxy.neutral import ModelTarget
+
+BILLING = "x-anthropic-billing-header: cc_version=2.1.197.73f; cc_entrypoint=sdk-cli;"
+
+
+def prepared(body: dict[str, Any], *, room: int = 100) -> Any:
+    req = parse.parse(body)
+    req.target = ModelTarget("smollm2", "anthropic", 8192)
+    req.num_predict = min(body.get("max_tokens", room), room)
+    return req
+
+
+def sent(raw: passthrough.RawRequest) -> dict[str, Any]:
+    return dict(json.loads(raw.body))
+
+
+def body(**extra: Any) -> dict[str, Any]:
+    return {
+        "model": "claude-opus-4-8",
+        "max_tokens": 64000,
+        "messages": [{"role": "user", "content": "hi"}],
+        **extra,
+    }
+
+
+def test_model_max_tokens_billing_and_empty_tools_change_the_rest_goes_up_as_sent() -> None:
+    b = body(
+        system=[
+            {"type": "text", "text": BILLING},
+            {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "x"}},
+        ],
+        tools=[],
+        thinking={"type": "adaptive"},
+        metadata={"user_id": "u"},
+        stream=True,
+    )
+    raw = passthrough.build(prepared(b, room=7000), b, {}, count_only=False)
+    up = sent(raw)
+    assert up["model"] == "smollm2"
+    assert up["max_tokens"] == 7000
+    assert up["system"] == [
+        {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "x"}}
+    ]
+    assert "tools" not in up
+    assert (up["thinking"], up["metadata"], up["stream"]) == (
+        {"type": "adaptive"},
+        {"user_id": "u"},
+        True,
+    )
+    assert raw.stream
+    assert raw.path == "/v1/messages"
+
+
+def test_a_billing_line_in_a_string_system_goes_and_the_rest_stays() -> None:
+    b = body(system=f"{BILLING}\nYou are helpful.", tools=[{"name": "t", "input_schema": {}}])
+    up = sent(passthrough.build(prepared(b), b, {}, count_only=False))
+    assert up["system"] == "You are helpful."
+    assert up["tools"] == [{"name": "t", "input_schema": {}}]
+
+
+def test_anthropic_headers_are_forwarded_and_others_are_not() -> None:
+    b = body()
+    headers = {
+        "anthropic-version": "2023-06-01",
+        "anthropic-beta": "interleaved-thinking-2025-05-14",
+        "x-api-key": "secret",
+        "anthropic-dangerous-direct-browser-access": "true",
+    }
+    raw = passthrough.build(prepared(b), b, headers, count_only=False)
+    assert dict(raw.headers) == {
+        "anthropic-version": "2023-06-01",
+        "anthropic-beta": "interleaved-thinking-2025-05-14",
+    }
+
+
+def test_count_tokens_goes_to_its_own_path_with_max_tokens_untouched() -> None:
+    b = body(stream=True)
+    raw = passthrough.build(prepared(b), b, {}, count_only=True)
+    assert raw.path == "/v1/messages/count_tokens"
+    assert not raw.stream
+    assert sent(raw)["max_tokens"] == 64000
+
+
+def test_cache_keys_differ_by_stream_and_beta_and_body_but_not_by_other_headers() -> None:
+    def key(b: dict[str, Any], **headers: str) -> str:
+        raw = passthrough.build(prepared(b), b, headers, count_only=False)
+        return passthrough.raw_cache_key(raw)
+
+    base = key(body())
+    assert base == key(body(), **{"x-claude-code-session-id": "s1"})
+    assert base != key(body(stream=True))
+    assert base != key(body(), **{"anthropic-beta": "b"})
+    assert base != key(body(temperature=0))
+
+
+@pytest.mark.parametrize(
+    ("data", "stream", "whole"),
+    [
+        (b'{"type":"message","content":[]}', False, True),
+        (b'{"type":"error","error":{}}', False, False),
+        (b"not json", False, False),
+        (b"event: message_start\ndata: {}\n\nevent: message_stop\ndata: {}\n\n", True, True),
+        (b"event: message_start\ndata: {}\n\n", True, False),
+        (b"event: error\ndata: {}\n\nevent: message_stop\ndata: {}\n\n", True, False),
+    ],
+)
+def test_only_whole_answers_are_cached(data: bytes, stream: bool, whole: bool) -> None:
+    assert (passthrough.complete_answer(data, stream) is not None) is whole
+
+
+def test_usage_is_read_from_the_stream_and_from_json() -> None:
+    stream = (
+        b'event: message_start\ndata: {"type":"message_start","message":{"usage":'
+        b'{"input_tokens":12,"output_tokens":1}}}\n\n'
+        b'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":9}}\n\n'
+    )
+    assert passthrough.usage(stream, True) == (12, 9)
+    assert passthrough.usage(b'{"usage":{"input_tokens":3,"output_tokens":4}}', False) == (3, 4)
+    assert passthrough.usage(b"junk", False) == (0, 0)
