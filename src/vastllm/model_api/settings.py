@@ -8,19 +8,17 @@ settings in the environment are JSON or comma-separated (``VASTLLM_MODEL_API_ALL
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
 from vastllm.config_file import (
     AllowedHosts,
-    ConfigFileSource,
     CorsOrigins,
+    FileBackedSettings,
     is_loopback_bind,
 )
 from vastllm.defaults import MODEL_API_PORT
@@ -32,10 +30,11 @@ Dtype = Literal["auto", "float16", "bfloat16", "float32"]
 Device = Literal["auto", "cpu", "cuda"]
 
 
-class ModelApiSettings(BaseSettings):
+class ModelApiSettings(FileBackedSettings):
     """Everything the model API server can be told. Field docs are the reference."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    config_env: ClassVar[str] = CONFIG_ENV
 
     model_path: Path = Field(description="Local directory with config.json, weights, tokenizer.")
     model_id: str | None = Field(
@@ -136,14 +135,3 @@ class ModelApiSettings(BaseSettings):
     @property
     def served_model_id(self) -> str:
         return self.model_id or self.model_path.resolve().name
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, ConfigFileSource(settings_cls, CONFIG_ENV))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -61,27 +61,46 @@ class Encoder(Protocol):
     def error(err: errors.ProxyError) -> bytes: ...
 
 
-async def stream(
-    request: web.Request, execution: Execution, encoder: Encoder, headers: dict[str, str]
+async def _relay(
+    request: web.Request,
+    frames: AsyncGenerator[bytes, None],
+    headers: Mapping[str, str],
+    on_error: Callable[[errors.ProxyError], bytes],
 ) -> web.StreamResponse:
-    """Send an execution as SSE. Errors before the first event become a plain HTTP error."""
-    async with contextlib.aclosing(execution.events()) as events:
-        first = await anext(events)  # a ProxyError here is answered as JSON by the middleware
+    """Send SSE frames as they come. Errors before the first frame become a plain HTTP error
+    (answered as JSON by the middleware); later ones the frame ``on_error`` makes."""
+    async with contextlib.aclosing(frames) as it:
+        first = await anext(it)
         resp = web.StreamResponse(headers=headers)
         resp.content_type = "text/event-stream"
         resp.headers["Cache-Control"] = "no-cache"
         await resp.prepare(request)
         try:
-            await resp.write(encoder.start() + encoder.feed(first))
+            await resp.write(first)
             try:
-                async for ev in events:
-                    await resp.write(encoder.feed(ev))
+                async for frame in it:
+                    await resp.write(frame)
             except errors.ProxyError as e:
-                await resp.write(encoder.error(e))
+                await resp.write(on_error(e))
             await resp.write_eof()
         except ConnectionError:
-            pass  # the client went away; closing `events` releases the upstream call
+            pass  # the client went away; closing `frames` releases the upstream call
         return resp
+
+
+async def stream(
+    request: web.Request, execution: Execution, encoder: Encoder, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Send an execution as SSE in the encoder's dialect."""
+
+    async def frames() -> AsyncGenerator[bytes, None]:
+        async with contextlib.aclosing(execution.events()) as events:
+            head = encoder.start()
+            async for ev in events:
+                yield head + encoder.feed(ev)
+                head = b""
+
+    return await _relay(request, frames(), headers, encoder.error)
 
 
 async def execute(
@@ -116,20 +135,4 @@ async def send_raw(
     if not stream:
         body = b"".join([chunk async for chunk in ex.chunks()])
         return json_response(body, headers=headers)
-    async with contextlib.aclosing(ex.chunks()) as chunks:
-        first = await anext(chunks)  # a ProxyError here is answered as JSON by the middleware
-        resp = web.StreamResponse(headers=headers)
-        resp.content_type = "text/event-stream"
-        resp.headers["Cache-Control"] = "no-cache"
-        await resp.prepare(request)
-        try:
-            await resp.write(first)
-            try:
-                async for chunk in chunks:
-                    await resp.write(chunk)
-            except errors.ProxyError as e:
-                await resp.write(stream_error(e))
-            await resp.write_eof()
-        except ConnectionError:
-            pass  # the client went away; closing `chunks` releases the upstream call
-        return resp
+    return await _relay(request, ex.chunks(), headers, stream_error)

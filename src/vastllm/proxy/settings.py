@@ -14,7 +14,7 @@ of the input.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -26,16 +26,14 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import (
-    BaseSettings,
     NoDecode,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
 from vastllm.config_file import (
     AllowedHosts,
-    ConfigFileSource,
     CorsOrigins,
+    FileBackedSettings,
     is_loopback_bind,
     split_list,
 )
@@ -80,10 +78,11 @@ def _default_upstreams() -> list[UpstreamSettings]:
     ]
 
 
-class ProxySettings(BaseSettings):
+class ProxySettings(FileBackedSettings):
     """Every knob of the caching proxy, documented by its default."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    config_env: ClassVar[str] = CONFIG_ENV
 
     host: str = "127.0.0.1"
     port: int = Field(default=PROXY_PORT, ge=0, le=65535)
@@ -162,14 +161,3 @@ class ProxySettings(BaseSettings):
         if len(set(names)) != len(names):
             raise ValueError(f"upstream names must be unique: {names}")
         return v
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, ConfigFileSource(settings_cls, CONFIG_ENV))

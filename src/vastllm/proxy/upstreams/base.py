@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 import aiohttp
@@ -146,32 +146,32 @@ class UpstreamClient(ABC):
             raise err
         return resp
 
-    async def _read_all(self, resp: aiohttp.ClientResponse) -> bytes:
+    @contextlib.contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """A body that breaks off fails over; one that stops coming is a timeout."""
         try:
-            async with resp:
-                return await resp.read()
+            yield
         except (aiohttp.ClientPayloadError, *_STALE) as e:
             raise Failover(
-                errors.UpstreamFailed(f"upstream {self.name} broke off its answer: {e}"),
+                errors.UpstreamFailed(f"upstream {self.name} broke off its {what}: {e}"),
                 unreachable=False,
             ) from e
         except TimeoutError as e:
             raise errors.UpstreamFailed(f"upstream {self.name} timed out") from e
 
+    async def _read_all(self, resp: aiohttp.ClientResponse) -> bytes:
+        with self._reading("answer"):
+            async with resp:
+                return await resp.read()
+
     async def _chunks(self, resp: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
         """Yield the body as it arrives, unchanged (streams, and the pass-through path)."""
         try:
-            async with resp:
-                async for chunk in resp.content.iter_any():
-                    if chunk:
-                        yield chunk
-        except (aiohttp.ClientPayloadError, *_STALE) as e:
-            raise Failover(
-                errors.UpstreamFailed(f"upstream {self.name} broke off its stream: {e}"),
-                unreachable=False,
-            ) from e
-        except TimeoutError as e:
-            raise errors.UpstreamFailed(f"upstream {self.name} timed out") from e
+            with self._reading("stream"):
+                async with resp:
+                    async for chunk in resp.content.iter_any():
+                        if chunk:
+                            yield chunk
         except asyncio.CancelledError:
             resp.close()
             raise
