@@ -7,7 +7,9 @@ Standard library only, Python 3.8+, one file, so it can be copied into a contain
 python3 (installed as ``ollama``). It speaks the documented HTTP API subset with the recorded wire
 shapes (tests/fixtures/ollama-api): ``GET|HEAD /``, ``/api/version``, ``/api/tags``, ``/api/ps``,
 ``POST /api/show|pull|create|chat|generate``, ``DELETE /api/delete``, ``HEAD|POST
-/api/blobs/<digest>``, ``POST /v1/chat/completions`` (JSON and SSE), ``GET /v1/models``.
+/api/blobs/<digest>``, ``POST /v1/chat/completions`` (JSON and SSE), ``GET /v1/models``, and
+``POST /v1/messages`` (Anthropic compatibility, JSON and SSE) when the ``version`` it plays is
+0.14.0 or later (older releases answer it 404, as Ollama before 0.14.0 did).
 Models live as manifests and blobs under ``OLLAMA_MODELS`` (default ``~/.ollama/models``) in
 Ollama's layout, so ``pull`` survives a restart; the weights are a few placeholder bytes.
 
@@ -18,6 +20,19 @@ message names one of them (as a whole word), the answer is a call of that tool w
 arguments are the text after the tool's name. ``prompt_eval_count`` is one token per 4 characters
 of the prompt, capped at ``num_ctx`` (``options.num_ctx``, else ``OLLAMA_CONTEXT_LENGTH``, else
 4096) the way a real server truncates; ``num_predict`` and ``stop`` are honoured.
+
+``/v1/messages`` follows Ollama's docs (docs/api/anthropic-compatibility.mdx) and its mapping onto
+``/api/chat`` (anthropic/anthropic.go, middleware/anthropic.go): the same reply logic as
+/api/chat; ``system`` (string or text blocks), text, base64 ``image``, ``tool_use`` and
+``tool_result`` blocks, ``tools`` (``input_schema``), ``max_tokens`` (required, num_predict),
+``stop_sequences``, ``temperature``/``top_p``/``top_k``; no ``options``, so the context is
+``OLLAMA_CONTEXT_LENGTH``'s. The answer has ``id``, ``type``, ``role``, ``model``, ``content``
+(text, tool_use), ``stop_reason`` (end_turn, max_tokens, tool_use) and ``usage``; errors are
+``{"type": "error", "error": {"type", "message"}, "request_id"}``; the stream is message_start,
+content_block_start/delta/stop (text_delta per token; a tool call's input in one
+input_json_delta), message_delta, message_stop, no ping and no error event (a failure mid-stream
+just ends it, as Ollama's docs say). Not there, as in Ollama: ``/v1/messages/count_tokens``,
+``tool_choice``, thinking output.
 
 Knobs (``OLLAMA_DOUBLE_CONFIG`` = JSON at start, or ``POST /__double__/config`` at run time):
 ``reply_template``, ``token_delay`` (s per streamed token), ``first_token_delay``, ``hang``
@@ -30,7 +45,8 @@ the fake registry has; null = any), ``vram_bytes`` (``size_vram`` in /api/ps; nu
 ``context_length`` (default num_ctx), ``model_context_length`` (native context in /api/show),
 ``tool_calls_as_text`` (a tool call comes back as ``{"name": ..., "arguments": ...}`` JSON in the
 message text, no ``tool_calls``: what models with a broken tool template do),
-``models`` (list of names to install at once), ``version``.
+``models`` (list of names to install at once), ``version`` (what /api/version answers and which
+release's routes exist; default ``OLLAMA_DOUBLE_VERSION``, else the release the ollama role pins).
 Introspection: ``GET /__double__/last_request`` (last generation request, with the options used,
 ``num_ctx`` and whether the prompt was truncated), ``GET /__double__/stats`` (request counts),
 ``POST /__double__/reset`` (clear stats).
@@ -54,7 +70,7 @@ import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-VERSION = os.environ.get("OLLAMA_DOUBLE_VERSION", "0.12.6")
+VERSION = os.environ.get("OLLAMA_DOUBLE_VERSION", "0.40.2")  # roles/ollama's ollama_version
 REGISTRY = "registry.ollama.ai"
 MT_MODEL = "application/vnd.ollama.image.model"
 MT_PARAMS = "application/vnd.ollama.image.params"
@@ -359,6 +375,12 @@ def respond(messages, tools, knobs):
     return knobs["reply_template"].replace("{last}", user), []
 
 
+def call_id(name, index):
+    """The id of the index-th tool call of a reply (OpenAI ``tool_calls[].id``, Anthropic
+    ``tool_use.id``): deterministic here, random in Ollama."""
+    return "call_" + sha256_hex(("%s%d" % (name, index)).encode())[:8]
+
+
 def split_tokens(text):
     return re.findall(r"\s*\S+|\s+$", text) if text else []
 
@@ -411,6 +433,116 @@ def metrics(p, started):
 
 
 # ----------------------------------------------------------------------------------------------
+# releases: routes that appeared in a later Ollama answer 404 when the double plays an older one
+
+ROUTE_SINCE = {"/v1/messages": (0, 14, 0)}  # Anthropic compatibility came with Ollama 0.14.0
+
+
+def version_tuple(text):
+    """'0.40.2' -> (0, 40, 2); a suffix such as '-rc1' is dropped, missing parts count as 0."""
+    parts = []
+    for piece in str(text).split("-", 1)[0].split(".")[:3]:
+        digits = re.match(r"\d+", piece)
+        parts.append(int(digits.group()) if digits else 0)
+    return tuple(parts + [0] * (3 - len(parts)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Anthropic compatibility: Ollama turns POST /v1/messages into a /api/chat request
+# (anthropic.FromMessagesRequest) and its answer back (ToMessagesResponse, StreamConverter).
+
+
+def anthropic_error(status, message, request_id):
+    return {"type": "error",
+            "error": {"type": ANTHROPIC_ERRORS.get(status, "api_error"), "message": message},
+            "request_id": request_id}
+
+
+def anthropic_blocks(content):
+    """A message's content as blocks: a string is one text block."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    if isinstance(content, list) and all(isinstance(b, dict) for b in content):
+        return content
+    raise HTTPError(400, "json: cannot unmarshal content into Go struct field "
+                         "MessageParam.messages.content of type []anthropic.ContentBlock",
+                    ANTHROPIC)
+
+
+def tool_result_text(content):
+    if isinstance(content, list):
+        return "".join(b.get("text", "") for b in content
+                       if isinstance(b, dict) and b.get("type") == "text")
+    return content if isinstance(content, str) else ""
+
+
+def from_anthropic(body):
+    """-> (messages, tools, options) of the /api/chat request Ollama makes of a Messages request.
+
+    The system prompt (a string, or text blocks joined) leads; a user turn's ``tool_result``
+    blocks become ``tool`` messages before its text; an assistant turn's ``tool_use`` blocks
+    become its ``tool_calls``; ``max_tokens`` is ``num_predict`` and ``stop_sequences`` is
+    ``stop``. Images must be base64; thinking blocks and ``cache_control`` play no part here."""
+    messages = []
+    system = body.get("system")
+    if isinstance(system, list):
+        system = "".join(b.get("text", "") for b in system
+                         if isinstance(b, dict) and b.get("type") == "text")
+    if isinstance(system, str) and system:
+        messages.append({"role": "system", "content": system})
+    tool_of = {}  # tool_use id -> tool name, so the tool message names the tool
+    for msg in body["messages"]:
+        if not isinstance(msg, dict):
+            raise HTTPError(400, "messages must be a list of objects", ANTHROPIC)
+        role = str(msg.get("role") or "").lower()
+        text, calls, results = [], [], []
+        for block in anthropic_blocks(msg.get("content")):
+            kind = block.get("type")
+            if kind == "text":
+                text.append(block.get("text") or "")
+            elif kind == "image":
+                source = block.get("source") or {}
+                if source.get("type") != "base64":
+                    raise HTTPError(400, "invalid image source type: %s. Only base64 images "
+                                         "are supported." % source.get("type"), ANTHROPIC)
+            elif kind == "tool_use":
+                for field in ("id", "name"):
+                    if not block.get(field):
+                        raise HTTPError(400, "tool_use block missing required '%s' field"
+                                        % field, ANTHROPIC)
+                tool_of[block["id"]] = block["name"]
+                calls.append({"function": {"name": block["name"],
+                                           "arguments": block.get("input") or {}}})
+            elif kind == "tool_result":
+                results.append({"role": "tool", "content": tool_result_text(block.get("content")),
+                                "tool_call_id": block.get("tool_use_id"),
+                                "tool_name": tool_of.get(block.get("tool_use_id"), "tool")})
+        main = []
+        if text or calls:
+            main = [{"role": role, "content": "".join(text)}]
+            if calls:
+                main[0]["tool_calls"] = calls
+        messages.extend(results + main if role == "user" else main + results)
+    tools = [{"type": "function",
+              "function": {"name": t.get("name"), "description": t.get("description", ""),
+                           "parameters": t.get("input_schema") or {}}}
+             for t in body.get("tools") or [] if isinstance(t, dict)]
+    options = {"num_predict": body["max_tokens"]}
+    for key in ("temperature", "top_p", "top_k"):
+        if body.get(key) is not None:
+            options[key] = body[key]
+    if body.get("stop_sequences"):
+        options["stop"] = list(body["stop_sequences"])
+    return messages, tools, options
+
+
+def anthropic_stop_reason(p):
+    if p["calls"]:
+        return "tool_use"
+    return "max_tokens" if p["done_reason"] == "length" else "end_turn"
+
+
+# ----------------------------------------------------------------------------------------------
 # server
 
 
@@ -424,7 +556,19 @@ class State:
         self.generations = 0
         self.last_request = None
         self.completion_ids = 0
+        self.ids = 0
         self.configure(knobs)
+
+    def next_id(self, prefix):
+        """``msg_``/``req_`` + 24 hex digits, as Ollama's ids look (a counter here, not random)."""
+        with self.lock:
+            self.ids += 1
+            return "%s%024x" % (prefix, self.ids)
+
+    def has_route(self, path):
+        """Whether the release the double plays (the ``version`` knob) has the route."""
+        since = ROUTE_SINCE.get(path)
+        return since is None or version_tuple(self.knobs["version"]) >= since
 
     def configure(self, update):
         update = dict(update or {})
@@ -443,12 +587,21 @@ class State:
             self.stats[key] = self.stats.get(key, 0) + 1
 
 
+# The API dialect a request arrived in: it decides the shape of an error body.
+NATIVE, OPENAI, ANTHROPIC = "native", "openai", "anthropic"
+
+# Anthropic's error types by HTTP status (Ollama's anthropic.NewError).
+ANTHROPIC_ERRORS = {400: "invalid_request_error", 401: "authentication_error",
+                    403: "permission_error", 404: "not_found_error", 429: "rate_limit_error",
+                    503: "overloaded_error", 529: "overloaded_error"}
+
+
 class HTTPError(Exception):
-    def __init__(self, status, message, openai=False):
+    def __init__(self, status, message, dialect=NATIVE):
         Exception.__init__(self, message)
         self.status = status
         self.message = message
-        self.openai = openai
+        self.dialect = dialect
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -480,16 +633,17 @@ class Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
 
-    def json_body(self, openai=False):
+    def json_body(self, dialect=NATIVE):
         raw = self.read_body()
         if not raw:
-            raise HTTPError(400, "missing request body", openai)
+            raise HTTPError(400, "missing request body", dialect)
         try:
             body = json.loads(raw.decode("utf-8"))
         except ValueError as e:
-            raise HTTPError(400, "invalid character in request body: %s" % e, openai) from e
+            raise HTTPError(400, "invalid character in request body: %s" % e, dialect) from e
         if not isinstance(body, dict):
-            raise HTTPError(400, "json: cannot unmarshal into Go value of type api.Request", openai)
+            raise HTTPError(400, "json: cannot unmarshal into Go value of type api.Request",
+                            dialect)
         return body
 
     def send(self, status, body, ctype="application/json; charset=utf-8"):
@@ -521,10 +675,12 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def error(self, err):
-        if err.openai:
+        if err.dialect == OPENAI:
             kinds = {400: "invalid_request_error", 404: "not_found_error"}
             kind = kinds.get(err.status, "api_error")
             body = {"error": {"message": err.message, "type": kind, "param": None, "code": None}}
+        elif err.dialect == ANTHROPIC:
+            body = anthropic_error(err.status, err.message, self.state.next_id("req_"))
         else:
             body = {"error": err.message}
         self.send(err.status, body)
@@ -542,6 +698,7 @@ class Handler(BaseHTTPRequestHandler):
         "/api/chat": ("POST",),
         "/api/generate": ("POST",),
         "/v1/chat/completions": ("POST",),
+        "/v1/messages": ("POST",),
         "/v1/models": ("GET",),
         "/__double__/config": ("GET", "POST"),
         "/__double__/last_request": ("GET",),
@@ -560,6 +717,8 @@ class Handler(BaseHTTPRequestHandler):
         else:
             allowed = self.ROUTES.get(path)
         st = self.state
+        if not st.has_route(path):
+            allowed = None  # not in the release the double plays: gin's 404
         if not path.startswith("/__double__"):
             st.count("%s %s" % (self.command, route))
         try:
@@ -608,17 +767,18 @@ class Handler(BaseHTTPRequestHandler):
             out.append(entry)
         self.send(200, {"models": out})
 
-    def model_name(self, body, openai=False):
+    def model_name(self, body, dialect=NATIVE):
         name = body.get("model") or body.get("name")
         if not isinstance(name, str) or not name:
-            raise HTTPError(400, "model is required", openai)
+            raise HTTPError(400, "model is required", dialect)
         return name
 
-    def require_model(self, name, openai=False):
+    def require_model(self, name, dialect=NATIVE):
         if not self.state.store.exists(name):
-            if openai:
-                raise HTTPError(404, 'model "%s" not found, try pulling it first' % name, True)
-            raise HTTPError(404, "model '%s' not found" % name)
+            if dialect == OPENAI:
+                raise HTTPError(404, 'model "%s" not found, try pulling it first' % name, OPENAI)
+            # the Anthropic middleware wraps the native handler's message
+            raise HTTPError(404, "model '%s' not found" % name, dialect)
 
     def do_api_show(self):
         body = self.json_body()
@@ -837,14 +997,14 @@ class Handler(BaseHTTPRequestHandler):
             self.send(200, lines[-1])
 
     # -- generation --------------------------------------------------------------------------
-    def gate(self, openai=False):
+    def gate(self, dialect=NATIVE):
         """Apply the hang / fail knobs shared by every generation endpoint."""
         knobs = self.state.knobs
         deadline = time.time() + 600
         while knobs["hang"] and time.time() < deadline:
             time.sleep(0.05)
         if knobs["fail_status"]:
-            raise HTTPError(int(knobs["fail_status"]), knobs["fail_message"], openai)
+            raise HTTPError(int(knobs["fail_status"]), knobs["fail_message"], dialect)
 
     def record(self, path, body, p, model):
         st = self.state
@@ -959,13 +1119,13 @@ class Handler(BaseHTTPRequestHandler):
         self.send(200, {"object": "list", "data": data})
 
     def do_v1_chat_completions(self):
-        body = self.json_body(openai=True)
-        name = self.model_name(body, openai=True)
+        body = self.json_body(OPENAI)
+        name = self.model_name(body, OPENAI)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
-            raise HTTPError(400, "[] is too short - 'messages'", True)
-        self.require_model(name, openai=True)
-        self.gate(openai=True)
+            raise HTTPError(400, "[] is too short - 'messages'", OPENAI)
+        self.require_model(name, OPENAI)
+        self.gate(OPENAI)
         stop = body.get("stop")
         if isinstance(stop, str):
             stop = [stop]
@@ -977,7 +1137,7 @@ class Handler(BaseHTTPRequestHandler):
             st.completion_ids += 1
             cid = "chatcmpl-%d" % st.completion_ids
         created = int(time.time())
-        calls = [{"id": "call_" + sha256_hex(("%s%d" % (n, i)).encode())[:8], "index": i,
+        calls = [{"id": call_id(n, i), "index": i,
                   "type": "function", "function": {"name": n, "arguments": dumps(a)}}
                  for i, (n, a) in enumerate(p["calls"])]
         finish = "tool_calls" if calls else p["done_reason"]
@@ -1012,6 +1172,78 @@ class Handler(BaseHTTPRequestHandler):
                    "system_fingerprint": "fp_ollama", "choices": [], "usage": usage}
             self.chunk(b"data: " + dumps(obj).encode() + b"\n\n")
         self.chunk(b"data: [DONE]\n\n")
+        self.end_stream()
+
+    # -- Anthropic compatibility (Ollama >= 0.14.0) -------------------------------------------
+    def do_v1_messages(self):
+        """``POST /v1/messages`` (``?beta=true`` too): the reply of /api/chat, as Anthropic's
+        Messages API shapes it. ``anthropic-version`` and the API key are accepted, not used."""
+        body = self.json_body(ANTHROPIC)
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise HTTPError(400, "model is required", ANTHROPIC)
+        max_tokens = body.get("max_tokens")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= 0:
+            raise HTTPError(400, "max_tokens is required and must be positive", ANTHROPIC)
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            raise HTTPError(400, "messages is required", ANTHROPIC)
+        messages, tools, options = from_anthropic(body)
+        self.require_model(model, ANTHROPIC)
+        self.gate(ANTHROPIC)
+        p = plan({"options": options}, messages, tools or None, self.state.knobs,
+                 options["num_predict"], options.get("stop"))
+        self.record("/v1/messages", body, p, model)
+        mid = self.state.next_id("msg_")
+        calls = [(call_id(n, i), n, a) for i, (n, a) in enumerate(p["calls"])]
+        usage = {"input_tokens": p["prompt_eval_count"], "output_tokens": p["eval_count"]}
+        reason = anthropic_stop_reason(p)
+        if not body.get("stream"):
+            content = [{"type": "text", "text": "".join(p["tokens"])}] if p["tokens"] else []
+            content += [{"type": "tool_use", "id": c, "name": n, "input": a} for c, n, a in calls]
+            self.send(200, {"id": mid, "type": "message", "role": "assistant", "model": model,
+                            "content": content, "stop_reason": reason, "usage": usage})
+            return
+        self.anthropic_stream(mid, model, p, calls, usage, reason)
+
+    def anthropic_stream(self, mid, model, p, calls, usage, reason):  # noqa: PLR0917
+        """Anthropic's event sequence as Ollama's StreamConverter writes it: message_start, a
+        text block (one delta per token), one block per tool call (its whole input in one
+        input_json_delta), message_delta (stop_reason, usage), message_stop; no ping. A failure
+        after N tokens (fail_after_tokens) ends the stream there: Ollama sends no error event."""
+
+        def event(kind, data):
+            self.chunk(("event: %s\ndata: %s\n\n" % (kind, dumps(data))).encode("utf-8"))
+
+        self.start_stream("text/event-stream")
+        event("message_start", {"type": "message_start", "message": {
+            "id": mid, "type": "message", "role": "assistant", "model": model, "content": [],
+            "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 0}}})
+        index = 0
+        for i, tok in enumerate(p["tokens"]):
+            if i == self.state.knobs["fail_after_tokens"]:
+                self.end_stream()
+                return
+            self.sleep_token(i)
+            if i == 0:
+                event("content_block_start", {"type": "content_block_start", "index": index,
+                                              "content_block": {"type": "text", "text": ""}})
+            event("content_block_delta", {"type": "content_block_delta", "index": index,
+                                          "delta": {"type": "text_delta", "text": tok}})
+        if p["tokens"]:
+            event("content_block_stop", {"type": "content_block_stop", "index": index})
+            index += 1
+        for cid, name, args in calls:
+            event("content_block_start", {"type": "content_block_start", "index": index,
+                                          "content_block": {"type": "tool_use", "id": cid,
+                                                            "name": name, "input": {}}})
+            event("content_block_delta", {"type": "content_block_delta", "index": index,
+                                          "delta": {"type": "input_json_delta",
+                                                    "partial_json": dumps(args)}})
+            event("content_block_stop", {"type": "content_block_stop", "index": index})
+            index += 1
+        event("message_delta", {"type": "message_delta", "delta": {"stop_reason": reason},
+                                "usage": usage})
+        event("message_stop", {"type": "message_stop"})
         self.end_stream()
 
 

@@ -1,4 +1,5 @@
-"""The Ollama test double keeps to the recorded wire shapes, and its CLI talks to its server."""
+"""The Ollama test double keeps to the recorded wire shapes (and to Ollama's documented Anthropic
+compatibility), and its CLI talks to its server."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import pytest
+import yaml
 
 from tests.proxy.conftest import DOUBLE, OllamaDouble
-from tests.support import FIXTURES
+from tests.support import FIXTURES, REPO
 
 
 def fixture(name: str) -> Any:
@@ -264,3 +267,253 @@ def test_pull_stream_progress_shape(fresh: OllamaDouble) -> None:
     assert lines[-1] == {"status": "success"}
     again = httpx.post(fresh.url + "/api/pull", json={"model": "phi3", "stream": False})
     assert again.json() == {"status": "success"}
+
+
+# -- Anthropic compatibility (POST /v1/messages, Ollama >= 0.14.0) ---------------------------
+
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Current weather of a city",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+
+
+def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """(event, data) pairs of an SSE body; each data's ``type`` must name its event."""
+    events = []
+    for frame in text.split("\n\n"):
+        if not frame.strip():
+            continue
+        lines = dict(line.split(": ", 1) for line in frame.splitlines())
+        data = json.loads(lines["data"])
+        assert data["type"] == lines["event"], frame
+        events.append((lines["event"], data))
+    return events
+
+
+def messages(url: str, **body: Any) -> httpx.Response:
+    return httpx.post(
+        url + "/v1/messages",
+        json={"model": "llama3.2", "max_tokens": 64, **body},
+        headers={"anthropic-version": "2023-06-01", "x-api-key": "ollama"},
+    )
+
+
+def test_anthropic_messages_json_with_the_chat_reply_logic(fresh: OllamaDouble) -> None:
+    client = anthropic.Anthropic(base_url=fresh.url, api_key="ollama")
+    msg = client.messages.create(
+        model="llama3.2",
+        max_tokens=64,
+        system=[{"type": "text", "text": "Be brief. "}, {"type": "text", "text": "Be kind."}],
+        messages=[{"role": "user", "content": [{"type": "text", "text": "hello"}]}],
+    )
+    assert msg.content[0].type == "text"
+    assert msg.content[0].text == "You said: hello"  # what /api/chat answers to the same turn
+    assert (msg.model, msg.role, msg.stop_reason) == ("llama3.2", "assistant", "end_turn")
+    assert msg.id.startswith("msg_")
+    assert msg.usage.output_tokens > 0
+    assert msg.usage.input_tokens > 0
+    last = fresh.last_request()
+    assert last["path"] == "/v1/messages"
+    assert last["options"] == {"num_predict": 64}
+    # no options on this API: the server's default context (OLLAMA_CONTEXT_LENGTH) applies
+    assert last["num_ctx"] == fresh.defaults["context_length"]
+
+    r = messages(fresh.url, messages=[{"role": "user", "content": "one two three"}], max_tokens=2)
+    assert r.status_code == 200
+    out = r.json()
+    assert list(out) == ["id", "type", "role", "model", "content", "stop_reason", "usage"]
+    assert out["content"] == [{"type": "text", "text": "You said:"}]
+    assert out["stop_reason"] == "max_tokens"
+    assert set(out["usage"]) == {"input_tokens", "output_tokens"}
+    # stop_sequences is Ollama's stop, temperature etc. its options
+    r = messages(
+        fresh.url,
+        messages=[{"role": "user", "content": "alpha beta gamma"}],
+        stop_sequences=["beta"],
+        temperature=0.2,
+        top_k=5,
+    )
+    assert r.json()["content"][0]["text"] == "You said: alpha "
+    assert fresh.last_request()["options"] == {
+        "num_predict": 64,
+        "temperature": 0.2,
+        "top_k": 5,
+        "stop": ["beta"],
+    }
+
+
+def test_anthropic_stream_has_anthropics_event_sequence(fresh: OllamaDouble) -> None:
+    r = messages(fresh.url, stream=True, messages=[{"role": "user", "content": "hi there"}])
+    assert r.headers["content-type"] == "text/event-stream"
+    events = sse_events(r.text)
+    names = [e for e, _ in events]
+    deltas = names.count("content_block_delta")
+    assert deltas == 4  # one per token of "You said: hi there"
+    assert names == [
+        "message_start",
+        "content_block_start",
+        *["content_block_delta"] * deltas,
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    start = events[0][1]["message"]
+    assert start["content"] == []
+    assert start["usage"]["output_tokens"] == 0
+    assert events[1][1]["content_block"] == {"type": "text", "text": ""}
+    text = "".join(d["delta"]["text"] for e, d in events if e == "content_block_delta")
+    assert text == "You said: hi there"
+    assert {d["delta"]["type"] for e, d in events if e == "content_block_delta"} == {"text_delta"}
+    final = events[-2][1]
+    assert final["delta"] == {"stop_reason": "end_turn"}
+    assert final["usage"]["output_tokens"] == 4
+
+    client = anthropic.Anthropic(base_url=fresh.url, api_key="ollama")
+    with client.messages.stream(
+        model="llama3.2", max_tokens=64, messages=[{"role": "user", "content": "count"}]
+    ) as stream:
+        assert "".join(stream.text_stream) == "You said: count"
+        assert stream.get_final_message().stop_reason == "end_turn"
+
+    # a failure mid-stream just ends it: no error event, no message_stop (Ollama's docs)
+    fresh.config(fail_after_tokens=2)
+    r = messages(fresh.url, stream=True, messages=[{"role": "user", "content": "a b c d"}])
+    names = [e for e, _ in sse_events(r.text)]
+    assert names == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+    ]
+
+
+def test_anthropic_tool_use_json_stream_and_round_trip(fresh: OllamaDouble) -> None:
+    ask = [{"role": "user", "content": "What is the weather? use get_weather Tokyo"}]
+    out = messages(fresh.url, tools=[WEATHER_TOOL], messages=ask).json()
+    assert out["stop_reason"] == "tool_use"
+    assert len(out["content"]) == 1
+    call = out["content"][0]
+    assert call["type"] == "tool_use"
+    assert call["id"].startswith("call_")
+    assert (call["name"], call["input"]) == ("get_weather", {"city": "Tokyo"})
+
+    events = sse_events(messages(fresh.url, tools=[WEATHER_TOOL], messages=ask, stream=True).text)
+    assert [e for e, _ in events] == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    block = events[1][1]["content_block"]
+    assert block == {"type": "tool_use", "id": call["id"], "name": "get_weather", "input": {}}
+    delta = events[2][1]["delta"]
+    assert delta["type"] == "input_json_delta"
+    assert json.loads(delta["partial_json"]) == {"city": "Tokyo"}
+    assert events[4][1]["delta"]["stop_reason"] == "tool_use"
+
+    client = anthropic.Anthropic(base_url=fresh.url, api_key="ollama")
+    with client.messages.stream(
+        model="llama3.2",
+        max_tokens=64,
+        tools=[WEATHER_TOOL],
+        messages=ask,
+    ) as stream:
+        final = stream.get_final_message()
+    used = final.content[0]
+    assert used.type == "tool_use"
+    assert used.input == {"city": "Tokyo"}
+
+    # tool_use -> tool_result: the tool message Ollama makes of it names the tool
+    turn = [
+        *ask,
+        {"role": "assistant", "content": [call]},
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": call["id"],
+                    "content": [{"type": "text", "text": "18 C, clear"}],
+                },
+            ],
+        },
+    ]
+    out = messages(fresh.url, tools=[WEATHER_TOOL], messages=turn).json()
+    assert out["content"] == [{"type": "text", "text": "Tool get_weather returned: 18 C, clear"}]
+    assert out["stop_reason"] == "end_turn"
+
+
+def test_anthropic_errors_have_anthropics_shape(fresh: OllamaDouble) -> None:
+    r = messages(fresh.url, model="ghost", messages=[{"role": "user", "content": "x"}])
+    assert r.status_code == 404
+    body = r.json()
+    assert body["type"] == "error"
+    assert body["error"] == {"type": "not_found_error", "message": "model 'ghost' not found"}
+    assert body["request_id"].startswith("req_")
+    for bad, message in (
+        ({"max_tokens": 0}, "max_tokens is required and must be positive"),
+        ({"model": ""}, "model is required"),
+        ({"messages": []}, "messages is required"),
+    ):
+        r = messages(fresh.url, **{"messages": [{"role": "user", "content": "x"}], **bad})
+        assert r.status_code == 400, bad
+        assert r.json()["error"] == {"type": "invalid_request_error", "message": message}
+    image = {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
+    r = messages(fresh.url, messages=[{"role": "user", "content": [image]}])
+    assert r.status_code == 400
+    assert "Only base64 images are supported" in r.json()["error"]["message"]
+    fresh.config(fail_status=503, fail_message="server busy")
+    r = messages(fresh.url, messages=[{"role": "user", "content": "x"}])
+    assert r.status_code == 503
+    assert r.json()["error"] == {"type": "overloaded_error", "message": "server busy"}
+    client = anthropic.Anthropic(base_url=fresh.url, api_key="ollama", max_retries=0)
+    fresh.config(fail_status=0)
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.create(
+            model="ghost", max_tokens=8, messages=[{"role": "user", "content": "x"}]
+        )
+    # not in Ollama's Anthropic API: count_tokens
+    assert httpx.post(fresh.url + "/v1/messages/count_tokens", json={}).status_code == 404
+
+
+def test_anthropic_messages_exist_from_ollama_0_14_0(fresh: OllamaDouble) -> None:
+    # the double plays the release roles/ollama pins unless told otherwise
+    pinned = yaml.safe_load((REPO / "roles/ollama/defaults/main.yml").read_text())
+    assert httpx.get(fresh.url + "/api/version").json() == {"version": pinned["ollama_version"]}
+    ask = {"messages": [{"role": "user", "content": "hi"}]}
+    for version, status in (("0.12.6", 404), ("0.13.5", 404), ("0.14.0", 200), ("0.40.2", 200)):
+        fresh.config(version=version)
+        assert httpx.get(fresh.url + "/api/version").json() == {"version": version}
+        r = messages(fresh.url, **ask)
+        assert r.status_code == status, version
+        if status == 404:
+            assert r.text == "404 page not found"  # gin's answer to an unknown route
+    fresh.config(version="0.14.0-rc2")
+    assert messages(fresh.url, **ask).status_code == 200
+
+
+def test_a_recorded_claude_code_request_is_answered(fresh: OllamaDouble) -> None:
+    captured = json.loads((FIXTURES / "claude-code" / "request-1.json").read_text())
+    body = {**captured["body"], "model": "llama3.2"}
+    fresh.config(context_length=65536)  # OLLAMA_CONTEXT_LENGTH: what this API runs at
+    r = httpx.post(
+        fresh.url + captured["path"],
+        json=body,
+        headers={"anthropic-version": "2023-06-01", "anthropic-beta": "claude-code-20250219"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text[:500]
+    events = sse_events(r.text)
+    assert events[0][0] == "message_start"
+    assert events[-1][0] == "message_stop"
+    last = fresh.last_request()
+    assert last["num_ctx"] == 65536
+    assert not last["truncated"]
+    assert last["prompt_tokens"] > 16000  # a first Claude Code turn is ~20k tokens

@@ -1,13 +1,18 @@
-"""What the pass-through path changes in a request on the way up, how its cache keys differ, and
-what it counts as a whole answer (the real exchange with vLLM: tests/vllm/test_passthrough.py)."""
+"""What the pass-through path changes in a request on the way up, how its cache keys differ, what
+it counts as a whole answer, and an Ollama upstream with Messages getting ``/v1/messages``
+untranslated (the real exchange with vLLM: tests/vllm/test_passthrough.py)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from tests.proxy.conftest import MODEL, OllamaDouble, Proxy, RedisServer, upstream
 from vastllm.proxy.anthropic import parse, passthrough
 from vastllm.proxy.neutral import ModelTarget
 
@@ -128,3 +133,74 @@ def test_usage_is_read_from_the_stream_and_from_json() -> None:
     assert passthrough.usage(stream, True) == (12, 9)
     assert passthrough.usage(b'{"usage":{"input_tokens":3,"output_tokens":4}}', False) == (3, 4)
     assert passthrough.usage(b"junk", False) == (0, 0)
+
+
+@pytest.fixture
+def messages_proxy(
+    workdir: Path, double: OllamaDouble, redis_server: RedisServer, active_model_file: Path
+) -> Iterator[Proxy]:
+    """A proxy whose Ollama upstream serves Anthropic's Messages API (Ollama 0.14.0 and
+    later; the double reports 0.40.2): ``/v1/messages`` passes through to it."""
+    p = Proxy(
+        workdir,
+        upstreams=[{**upstream("main", double), "messages": True}],
+        redis_url=redis_server.url,
+        active_model_file=str(active_model_file),
+    )
+    yield p
+    p.stop()
+
+
+def test_an_ollama_with_messages_gets_v1_messages_untranslated(
+    messages_proxy: Proxy, double: OllamaDouble, unique: str
+) -> None:
+    before_messages = double.calls("POST /v1/messages")
+    before_chat = double.calls("POST /api/chat")
+    resp = httpx.post(
+        messages_proxy.url + "/v1/messages",
+        json={
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 64,
+            "stream": True,
+            "system": [{"type": "text", "text": BILLING}, {"type": "text", "text": "Be brief."}],
+            "messages": [{"role": "user", "content": f"hello {unique}"}],
+        },
+        headers={"anthropic-version": "2023-06-01"},
+        timeout=30,
+    )
+    assert resp.status_code == 200, resp.text
+    assert (double.calls("POST /v1/messages"), double.calls("POST /api/chat")) == (
+        before_messages + 1,
+        before_chat,
+    )
+    up = double.last_request()
+    assert up["path"] == "/v1/messages"
+    assert up["body"]["model"] == MODEL
+    assert up["body"]["system"] == [{"type": "text", "text": "Be brief."}]
+    lines = resp.text.splitlines()
+    events = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+    assert events[0] == "message_start"
+    assert events[-1] == "message_stop"
+    assert unique in resp.text
+
+
+def test_without_messages_the_same_request_is_translated_to_api_chat(
+    proxy: Proxy, double: OllamaDouble, unique: str
+) -> None:
+    before_messages = double.calls("POST /v1/messages")
+    before_chat = double.calls("POST /api/chat")
+    resp = httpx.post(
+        proxy.url + "/v1/messages",
+        json={
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 64,
+            "messages": [{"role": "user", "content": f"hello {unique}"}],
+        },
+        headers={"anthropic-version": "2023-06-01"},
+        timeout=30,
+    )
+    assert resp.status_code == 200, resp.text
+    assert (double.calls("POST /v1/messages"), double.calls("POST /api/chat")) == (
+        before_messages,
+        before_chat + 1,
+    )

@@ -22,6 +22,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 import pytest
+import yaml
 from scenario_helpers import REPO, run_playbook, run_python
 
 testinfra_hosts = ["ansible://vastllm-ollama"]
@@ -30,6 +31,11 @@ EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/tmp"))
 OLLAMA = "http://127.0.0.1:11434"
 S3_PORT = 45902
 RELEASES_PORT = 45903
+# the release the role pins (the scenario installs the double under that version)
+PINNED = yaml.safe_load((REPO / "roles/ollama/defaults/main.yml").read_text())["ollama_version"]
+PINNED_BIN = f"/opt/vastllm/ollama/{PINNED}/bin/ollama"
+# what the ollama role's auto picks for the 24 GB card the nvidia-smi double reports
+AUTO_CONTEXT = 65536
 
 
 def playbook(path: str, *extra: str) -> tuple[int, str, int]:
@@ -68,10 +74,11 @@ def ask(host, python: str, text: str) -> str:
 def test_ollama_is_installed_from_the_tarball_and_answers(host):
     binary = host.file("/usr/local/bin/ollama")
     assert binary.is_symlink
-    assert binary.linked_to == "/opt/vastllm/ollama/0.12.6/bin/ollama"
-    assert host.file("/opt/vastllm/ollama/0.12.6/lib/ollama").is_directory
+    assert binary.linked_to == PINNED_BIN
+    assert host.file(f"/opt/vastllm/ollama/{PINNED}/lib/ollama").is_directory
     assert not host.file("/opt/vastllm/ollama/.download").exists
-    assert get_json(host, f"{OLLAMA}/api/version")["version"]
+    # the double plays the pinned release (Anthropic's /v1/messages included)
+    assert get_json(host, f"{OLLAMA}/api/version")["version"] == PINNED
     # loopback only
     assert "tcp://0.0.0.0:11434" not in [str(s) for s in host.socket.get_listening_sockets()]
 
@@ -91,7 +98,9 @@ def test_ollama_runs_supervised_with_its_settings(host):
     for line in (
         'OLLAMA_HOST="127.0.0.1:11434"',
         'OLLAMA_MODELS="/workspace/models/ollama"',
-        'OLLAMA_CONTEXT_LENGTH="32768"',
+        f'OLLAMA_CONTEXT_LENGTH="{AUTO_CONTEXT}"',  # auto: 24 GB free -> 64k
+        'OLLAMA_NUM_PARALLEL="1"',
+        'OLLAMA_KV_CACHE_TYPE="q8_0"',
         'OLLAMA_KEEP_ALIVE="-1"',
         'OLLAMA_FLASH_ATTENTION="1"',
     ):
@@ -238,8 +247,38 @@ def test_a_release_with_a_wrong_checksum_is_refused_and_the_running_one_kept(hos
     assert rc != 0
     assert re.search(r"checksum for \S+ did not match", out), out[-4000:]
     assert not host.file("/opt/vastllm/ollama/0.12.7").exists
-    assert host.file("/usr/local/bin/ollama").linked_to == "/opt/vastllm/ollama/0.12.6/bin/ollama"
+    assert host.file("/usr/local/bin/ollama").linked_to == PINNED_BIN
     assert get_json(host, f"{OLLAMA}/api/version")["version"]
+
+
+def test_a_pinned_release_is_checked_against_its_pinned_hash_not_the_servers(
+    host, release_server
+):
+    # the server's sha256sum.txt matches its .tar.zst, but the hash pinned for the release does
+    # not: the pinned one decides, nothing is installed, the running release stays
+    root, _ = release_server
+    built = subprocess.run(
+        [sys.executable, "-m", "tests.doubles.ollama_double_tarball",
+         str(REPO / ".cache/ollama-double")],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    )
+    info = json.loads(built.stdout)
+    (root / "ollama-linux-amd64.tar.zst").write_bytes(Path(info["path"]).read_bytes())
+    (root / "sha256sum.txt").write_text(f"{info['sha256']}  ./ollama-linux-amd64.tar.zst\n")
+    rc, out, _ = playbook(
+        "molecule/ollama/ollama_role.yml",
+        "-e", "ollama_version=0.40.3",
+        "-e", "ollama_archive_src=",
+        "-e", "ollama_archive_src_sha256=",
+        "-e", "ollama_archive_checksum=",
+        "-e", f"ollama_archive_base_url=http://127.0.0.1:{RELEASES_PORT}",
+        "-e", json.dumps({"ollama_archive_sha256": {"0.40.3": {"amd64": "0" * 64}}}),
+    )
+    assert rc != 0
+    assert re.search(r"checksum for \S+ did not match", out), out[-4000:]
+    assert not host.file("/opt/vastllm/ollama/0.40.3").exists
+    assert host.file("/usr/local/bin/ollama").linked_to == PINNED_BIN
+    (root / "ollama-linux-amd64.tar.zst").unlink()
 
 
 def test_a_release_downloads_by_url_falling_back_to_tgz_then_back(host, release_server):
@@ -259,7 +298,7 @@ def test_a_release_downloads_by_url_falling_back_to_tgz_then_back(host, release_
     # back to the scenario's release from the controller file
     rc, out, changed = playbook("molecule/ollama/ollama_role.yml")
     assert rc == 0, out[-4000:]
-    assert host.file("/usr/local/bin/ollama").linked_to == "/opt/vastllm/ollama/0.12.6/bin/ollama"
+    assert host.file("/usr/local/bin/ollama").linked_to == PINNED_BIN
 
 
 def _tiny_gguf_tarball(dest: Path) -> Path:
@@ -307,7 +346,7 @@ def test_a_gguf_from_s3_becomes_the_served_ollama_model(host, sdk, tmp_path):
     assert changed > 0
     modelfile = host.file("/workspace/models/tiny-coder/Modelfile.vastllm").content_string
     assert "FROM /workspace/models/tiny-coder/tiny-coder.Q8_0.gguf" in modelfile
-    assert "PARAMETER num_ctx 32768" in modelfile
+    assert f"PARAMETER num_ctx {AUTO_CONTEXT}" in modelfile
     tags = [m["name"] for m in get_json(host, f"{OLLAMA}/api/tags")["models"]]
     assert "tiny-coder:latest" in tags
     record = active(host)

@@ -65,6 +65,9 @@ class UpstreamSettings(BaseModel):
     kind: UpstreamKind = "ollama"
     base_url: str = Field(min_length=1)
     api_key: SecretStr | None = None
+    # serves Anthropic's Messages API at /v1/messages, so /v1/messages passes through to it:
+    # None = by kind (anthropic yes; ollama and openai no). Ollama has it from 0.14.0.
+    messages: bool | None = None
 
     @field_validator("base_url")
     @classmethod

@@ -1,11 +1,12 @@
-"""``/v1/messages`` passed through to an Anthropic-kind upstream.
+"""``/v1/messages`` passed through to an upstream that speaks Anthropic's Messages API.
 
-When the model a request resolves to is served by an ``anthropic`` upstream (the active model
-file says ``engine: anthropic``), the proxy does not translate: the request goes up as the client
-sent it and the upstream's bytes come back unchanged, so thinking blocks, tool input streamed
-piece by piece (``input_json_delta``) and the server's usage reach the client as the server sent
-them. The proxy still parses the request first (validation, the context check, the estimate) and
-changes four things on the way up:
+When the model a request resolves to is served by an upstream that speaks the Messages API (kind
+``anthropic``, e.g. vLLM with ``engine: anthropic`` in the active model file; or an Ollama
+upstream from 0.14.0 with ``messages: true``), the proxy does not translate: the request goes
+up as the client sent it and the upstream's bytes come back unchanged, so thinking blocks, tool
+input streamed piece by piece (``input_json_delta``) and the server's usage reach the client as
+the server sent them. The proxy still parses the request first (validation, the context check,
+the estimate) and changes four things on the way up:
 
 * ``model``: the upstream's name for it (aliases such as ``claude-*`` -> the active model);
 * ``max_tokens``: clamped to the context left, as on the translated path;
@@ -33,7 +34,6 @@ from vastllm.proxy.anthropic.parse import strip_billing
 from vastllm.proxy.neutral import ChatRequest
 
 FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
-ENGINE = "anthropic"  # the active model's engine (wire protocol) that takes this path
 KEY_VERSION = b"anthropic-passthrough:v1\n"
 
 
@@ -43,11 +43,6 @@ class RawRequest:
     headers: tuple[tuple[str, str], ...]  # forwarded anthropic-* headers
     stream: bool
     path: str = "/v1/messages"
-
-
-def applies(req: ChatRequest) -> bool:
-    """True when the resolved model is served over Anthropic's API (prepare() ran)."""
-    return req.target is not None and req.target.engine == ENGINE
 
 
 def _system(system: object) -> object:

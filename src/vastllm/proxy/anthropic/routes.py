@@ -1,7 +1,7 @@
 """Anthropic routes: ``POST /v1/messages`` (``?beta=true`` too) and
 ``POST /v1/messages/count_tokens``.
 
-A model served over Anthropic's API (an ``anthropic`` upstream) is answered by pass-through
+A model served by an upstream that speaks Anthropic's Messages API is answered by pass-through
 (:mod:`vastllm.proxy.anthropic.passthrough`); any other by translation to the neutral model."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     body = await http_io.read_json(request, st.settings.max_body_bytes)
     req = parse.parse(body)
     st.service.prepare(req)
-    if passthrough.applies(req):
+    if st.router.passes_through(req.target):
         raw = passthrough.build(req, body, request.headers, count_only=False)
         no_cache, no_store = http_io.cache_directives(request.headers)
         rex = await st.service.execute_raw(req, raw, no_cache=no_cache, no_store=no_store)
@@ -38,11 +38,11 @@ async def count_tokens(request: web.Request) -> web.Response:
     st = state_of(request)
     body = await http_io.read_json(request, st.settings.max_body_bytes)
     req = parse.parse(body, count_only=True)
-    req.target = st.catalog.resolve(req.model)
-    if passthrough.applies(req):
+    req.target = target = st.catalog.resolve(req.model)
+    if st.router.passes_through(target):
         raw = passthrough.build(req, body, request.headers, count_only=True)
         try:
-            counted = await st.router.count_tokens(raw)
+            counted = await st.router.count_tokens(target, raw)
         except errors.InvalidRequest:
             counted = None  # an upstream that cannot count this request: the estimate
         if counted is not None:

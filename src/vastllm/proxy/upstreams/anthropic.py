@@ -3,9 +3,10 @@ from 0.14, Anthropic's own API): upstream kind ``anthropic``.
 
 Two ways through it:
 
-* pass-through (:meth:`AnthropicClient.send_raw`): ``/v1/messages`` from a client goes up as the
-  client sent it (model renamed, ``max_tokens`` clamped, see
-  :mod:`vastllm.proxy.anthropic.passthrough`) and the answer's bytes come back unchanged:
+* pass-through (``send_raw`` of :mod:`.base`, which an Ollama upstream from 0.14 shares):
+  ``/v1/messages`` from a client goes up as the client sent it (model renamed, ``max_tokens``
+  clamped, see :mod:`vastllm.proxy.anthropic.passthrough`) and the answer's bytes come back
+  unchanged:
   thinking blocks, ``input_json_delta`` pieces and the server's own ids and usage included;
 * translated (:meth:`AnthropicClient.events`): a neutral request (the OpenAI routes, the seed's
   ``/chat``) becomes a Messages request, and the answer (JSON or SSE) becomes neutral events.
@@ -18,14 +19,12 @@ Headers: ``anthropic-version`` (the client's on pass-through, else :data:`ANTHRO
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
 
 from vastllm.proxy import errors, validate
-from vastllm.proxy.anthropic.passthrough import RawRequest
 from vastllm.proxy.neutral import (
     ChatRequest,
     Event,
@@ -39,7 +38,6 @@ from vastllm.proxy.upstreams.base import Failover, UpstreamClient
 
 ANTHROPIC_VERSION = "2023-06-01"
 MESSAGES = "/v1/messages"
-COUNT_TOKENS = "/v1/messages/count_tokens"
 STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -178,6 +176,7 @@ def _usage(obj: object) -> tuple[int, int]:
 
 class AnthropicClient(UpstreamClient):
     kind = "anthropic"
+    speaks_messages_by_default = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -186,30 +185,12 @@ class AnthropicClient(UpstreamClient):
         if bearer is not None:
             self._headers["x-api-key"] = bearer.removeprefix("Bearer ")
 
-    def _path(self, tail: str) -> str:
-        return tail if not self.base_url.endswith("/v1") else tail.removeprefix("/v1")
-
     async def health(self) -> bool:
-        return await self._get_ok(self._path("/v1/models"))
-
-    async def send_raw(self, raw: RawRequest) -> AsyncGenerator[bytes, None]:
-        """The upstream's answer to a pass-through request, chunk by chunk as it arrives."""
-        resp = await self._post_bytes(self._path(raw.path), raw.body, dict(raw.headers))
-        async with contextlib.aclosing(self._chunks(resp)) as chunks:
-            async for chunk in chunks:
-                yield chunk
-
-    async def count_tokens(self, raw: RawRequest) -> bytes | None:
-        """The upstream's ``count_tokens`` answer, or None when it has no such endpoint."""
-        try:
-            resp = await self._post_bytes(self._path(COUNT_TOKENS), raw.body, dict(raw.headers))
-        except errors.NotFound:
-            return None
-        return await self._read_all(resp)
+        return await self._get_ok(self._v1("/v1/models"))
 
     async def events(self, req: ChatRequest) -> AsyncGenerator[Event, None]:
         body = validate.dumps(build_payload(req))
-        resp = await self._post_bytes(self._path(MESSAGES), body, {})
+        resp = await self._post_bytes(self._v1(MESSAGES), body, {})
         if not req.stream:
             obj = self._decode(await self._read_all(resp))
             for block in obj.get("content") or ():

@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 
 from vastllm.proxy import errors, validate
+from vastllm.proxy.anthropic.passthrough import RawRequest
 from vastllm.proxy.neutral import ChatRequest, Event
 from vastllm.proxy.settings import UpstreamSettings
 
@@ -51,6 +52,7 @@ class UpstreamClient(ABC):
     """One upstream server, spoken to through the process-wide aiohttp session."""
 
     kind: str = ""
+    speaks_messages_by_default = False  # Anthropic's Messages API at /v1/messages
 
     def __init__(self, cfg: UpstreamSettings, session: aiohttp.ClientSession) -> None:
         self.name = cfg.name
@@ -59,6 +61,29 @@ class UpstreamClient(ABC):
         self._headers = {"Content-Type": "application/json"}
         if cfg.api_key is not None:
             self._headers["Authorization"] = "Bearer " + cfg.api_key.get_secret_value()
+        self.speaks_messages = (
+            self.speaks_messages_by_default if cfg.messages is None else cfg.messages
+        )
+
+    def _v1(self, tail: str) -> str:
+        """``tail`` (``/v1/...``) under a base URL given with or without ``/v1``."""
+        return tail if not self.base_url.endswith("/v1") else tail.removeprefix("/v1")
+
+    async def send_raw(self, raw: RawRequest) -> AsyncGenerator[bytes, None]:
+        """A pass-through request's answer, chunk by chunk as it arrives (servers of the
+        Messages API only: ``speaks_messages``)."""
+        resp = await self._post_bytes(self._v1(raw.path), raw.body, dict(raw.headers))
+        async with contextlib.aclosing(self._chunks(resp)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def count_tokens(self, raw: RawRequest) -> bytes | None:
+        """The server's own ``count_tokens`` answer, or None when it has no such endpoint."""
+        try:
+            resp = await self._post_bytes(self._v1(raw.path), raw.body, dict(raw.headers))
+        except errors.NotFound:
+            return None
+        return await self._read_all(resp)
 
     @abstractmethod
     def events(self, req: ChatRequest) -> AsyncGenerator[Event, None]:

@@ -15,7 +15,7 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import aiohttp
 
@@ -23,7 +23,7 @@ from vastllm.proxy import errors
 from vastllm.proxy.anthropic import passthrough
 from vastllm.proxy.anthropic.passthrough import RawRequest
 from vastllm.proxy.metrics import Metrics, UpstreamGauge
-from vastllm.proxy.neutral import ChatRequest, Event, Finish
+from vastllm.proxy.neutral import ChatRequest, Event, Finish, ModelTarget
 from vastllm.proxy.settings import ProxySettings
 from vastllm.proxy.upstreams.anthropic import AnthropicClient
 from vastllm.proxy.upstreams.base import Failover, UpstreamClient
@@ -103,11 +103,15 @@ class Router:
         return sum(u.outstanding for u in self.upstreams)
 
     # -- routing ------------------------------------------------------------------------------
-    def _pick(self, engine: str | None, tried: set[str]) -> Upstream | None:
+    def _pick(
+        self, engine: str | None, tried: set[str], *, messages: bool = False
+    ) -> Upstream | None:
         pool = [
             u
             for u in self.upstreams
-            if u.name not in tried and (engine is None or u.client.kind == engine)
+            if u.name not in tried
+            and (engine is None or u.client.kind == engine)
+            and (u.client.speaks_messages or not messages)
         ]
         if not pool:
             return None
@@ -125,35 +129,52 @@ class Router:
                     self._metrics.tokens(ev.input_tokens, ev.output_tokens)
                 yield ev
 
+    def passes_through(self, target: ModelTarget | None) -> bool:
+        """True when ``/v1/messages`` for ``target`` goes up untranslated: an upstream of its
+        engine speaks the Messages API."""
+        engine = target.engine if target is not None else None
+        return engine is not None and any(
+            u.client.kind == engine and u.client.speaks_messages for u in self.upstreams
+        )
+
     async def raw(self, req: ChatRequest, raw: RawRequest) -> AsyncGenerator[bytes, None]:
-        """A pass-through answer's bytes from the best Anthropic-kind upstream."""
+        """A pass-through answer's bytes from the best upstream that speaks Messages."""
         seen: list[bytes] = []
-        call = self._answer(passthrough.ENGINE, lambda c: cast(AnthropicClient, c).send_raw(raw))
+        engine = req.target.engine if req.target is not None else None
+        call = self._answer(engine, lambda c: c.send_raw(raw), messages=True)
         async with contextlib.aclosing(call) as answer:
             async for chunk in answer:
                 seen.append(chunk)
                 yield chunk
         self._metrics.tokens(*passthrough.usage(b"".join(seen), raw.stream))
 
-    async def count_tokens(self, raw: RawRequest) -> bytes | None:
-        """An Anthropic-kind upstream's own token count; None when it has no such endpoint."""
+    async def count_tokens(self, target: ModelTarget, raw: RawRequest) -> bytes | None:
+        """An upstream's own token count; None when none of them has the endpoint."""
         tried: set[str] = set()
-        while (up := self._pick(passthrough.ENGINE, tried)) is not None:
+        while (up := self._pick(target.engine, tried, messages=True)) is not None:
             tried.add(up.name)
             try:
-                return await cast(AnthropicClient, up.client).count_tokens(raw)
+                counted = await up.client.count_tokens(raw)
             except Failover as f:
                 up.last_error = f.error.message
+                continue
+            if counted is not None:
+                return counted
         return None
 
     async def _answer(
-        self, engine: str | None, call: Callable[[UpstreamClient], AsyncGenerator[T, None]]
+        self,
+        engine: str | None,
+        call: Callable[[UpstreamClient], AsyncGenerator[T, None]],
+        *,
+        messages: bool = False,
     ) -> AsyncGenerator[T, None]:
-        """``call`` on the best upstream for ``engine``, failing over while nothing was passed
-        on; once an item went out, a failure is the client's to see."""
+        """``call`` on the best upstream for ``engine`` (of those that speak the Messages API
+        with ``messages``), failing over while nothing was passed on; once an item went out, a
+        failure is the client's to see."""
         tried: set[str] = set()
         last: errors.ProxyError | None = None
-        while (up := self._pick(engine, tried)) is not None:
+        while (up := self._pick(engine, tried, messages=messages)) is not None:
             tried.add(up.name)
             sent = False
             ok = False
