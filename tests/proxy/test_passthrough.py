@@ -204,3 +204,45 @@ def test_without_messages_the_same_request_is_translated_to_api_chat(
         before_messages,
         before_chat + 1,
     )
+
+
+def test_a_prompt_longer_than_ollamas_own_context_goes_the_translated_way(
+    workdir: Path, double: OllamaDouble, redis_server: RedisServer, active_model_file: Path
+) -> None:
+    """Ollama's /v1/messages takes no per-request context: with the upstream's context_length
+    (its OLLAMA_CONTEXT_LENGTH) at 1024 and the model's at 32768, a short prompt passes through
+    with max_tokens clamped to what 1024 leaves, a long one is translated to /api/chat (which
+    asks for the model's context with num_ctx) instead of being cut short."""
+    proxy = Proxy(
+        workdir,
+        upstreams=[{**upstream("main", double), "messages": True, "context_length": 1024}],
+        redis_url="",
+        active_model_file=str(active_model_file),
+    )
+
+    def ask(text: str) -> tuple[int, int]:
+        before = double.calls("POST /v1/messages"), double.calls("POST /api/chat")
+        resp = httpx.post(
+            proxy.url + "/v1/messages",
+            json={
+                "model": "claude-sonnet-4-5",
+                "max_tokens": 64000,
+                "messages": [{"role": "user", "content": text}],
+            },
+            headers={"anthropic-version": "2023-06-01"},
+            timeout=30,
+        )
+        assert resp.status_code == 200, resp.text
+        return (
+            double.calls("POST /v1/messages") - before[0],
+            double.calls("POST /api/chat") - before[1],
+        )
+
+    try:
+        assert ask("hello") == (1, 0)
+        sent_max = double.last_request()["body"]["max_tokens"]
+        assert 900 < sent_max < 1024
+        assert ask("word " * 2000) == (0, 1)
+        assert double.last_request()["num_ctx"] == 32768
+    finally:
+        proxy.stop()

@@ -68,6 +68,11 @@ class UpstreamSettings(BaseModel):
     # serves Anthropic's Messages API at /v1/messages, so /v1/messages passes through to it:
     # None = by kind (anthropic yes; ollama and openai no). Ollama has it from 0.14.0.
     messages: bool | None = None
+    # the longest context this upstream serves a Messages request with (Ollama: its
+    # OLLAMA_CONTEXT_LENGTH, as /v1/messages takes no per-request context); a prompt that needs
+    # more goes the translated way, which asks for the model's context per request. None: the
+    # model's own.
+    context_length: int | None = Field(default=None, ge=256)
 
     @field_validator("base_url")
     @classmethod

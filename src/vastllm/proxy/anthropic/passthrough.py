@@ -9,7 +9,9 @@ the server sent them. The proxy still parses the request first (validation, the 
 the estimate) and changes four things on the way up:
 
 * ``model``: the upstream's name for it (aliases such as ``claude-*`` -> the active model);
-* ``max_tokens``: clamped to the context left, as on the translated path;
+* ``max_tokens``: clamped to the context left, as on the translated path (of the upstream's
+  ``context_length`` when it has one: Ollama's ``/v1/messages`` takes no per-request context,
+  so a prompt longer than its ``OLLAMA_CONTEXT_LENGTH`` goes the translated way instead);
 * the ``x-anthropic-billing-header`` line Claude Code puts first in ``system``: dropped (it
   changes between sessions and would defeat the upstream's prefix cache and this one);
 * an empty ``tools`` list (Claude Code's ``--tools ""``): dropped, it means no tools, and vLLM
@@ -58,14 +60,20 @@ def _system(system: object) -> object:
 
 
 def build(
-    req: ChatRequest, body: dict[str, Any], client_headers: Mapping[str, str], *, count_only: bool
+    req: ChatRequest,
+    body: dict[str, Any],
+    client_headers: Mapping[str, str],
+    *,
+    count_only: bool,
+    room: int | None = None,
 ) -> RawRequest:
-    """What goes up for ``body`` (already parsed into ``req`` and resolved)."""
+    """What goes up for ``body`` (already parsed into ``req`` and resolved); ``room``: the
+    tokens the upstream's context leaves for the answer, when it is less than the model's."""
     assert req.target is not None  # noqa: S101 - resolved by the caller
     out = dict(body)
     out["model"] = req.target.name
     if not count_only:
-        out["max_tokens"] = req.num_predict
+        out["max_tokens"] = req.num_predict if room is None else min(req.num_predict, room)
     if "system" in out:
         out["system"] = _system(out["system"])
     if out.get("tools") == []:

@@ -19,8 +19,9 @@ async def messages(request: web.Request) -> web.StreamResponse:
     body = await http_io.read_json(request, st.settings.max_body_bytes)
     req = parse.parse(body)
     st.service.prepare(req)
-    if st.router.passes_through(req.target):
-        raw = passthrough.build(req, body, request.headers, count_only=False)
+    room = st.router.passthrough_room(req.target, req.prompt_tokens)
+    if room is not None:
+        raw = passthrough.build(req, body, request.headers, count_only=False, room=room)
         no_cache, no_store = http_io.cache_directives(request.headers)
         rex = await st.service.execute_raw(req, raw, no_cache=no_cache, no_store=no_store)
         return await http_io.send_raw(request, rex, raw.stream, render.StreamEncoder.error)
@@ -39,7 +40,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     body = await http_io.read_json(request, st.settings.max_body_bytes)
     req = parse.parse(body, count_only=True)
     req.target = target = st.catalog.resolve(req.model)
-    if st.router.passes_through(target):
+    if st.router.passthrough_room(target, 0) is not None:
         raw = passthrough.build(req, body, request.headers, count_only=True)
         try:
             counted = await st.router.count_tokens(target, raw)

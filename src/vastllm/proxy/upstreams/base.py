@@ -64,6 +64,7 @@ class UpstreamClient(ABC):
         self.speaks_messages = (
             self.speaks_messages_by_default if cfg.messages is None else cfg.messages
         )
+        self.context_length = cfg.context_length
 
     def _v1(self, tail: str) -> str:
         """``tail`` (``/v1/...``) under a base URL given with or without ``/v1``."""

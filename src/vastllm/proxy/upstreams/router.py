@@ -104,14 +104,14 @@ class Router:
 
     # -- routing ------------------------------------------------------------------------------
     def _pick(
-        self, engine: str | None, tried: set[str], *, messages: bool = False
+        self, engine: str | None, tried: set[str], *, messages: bool = False, prompt: int = 0
     ) -> Upstream | None:
         pool = [
             u
             for u in self.upstreams
             if u.name not in tried
             and (engine is None or u.client.kind == engine)
-            and (u.client.speaks_messages or not messages)
+            and (not messages or self._takes(u, prompt))
         ]
         if not pool:
             return None
@@ -129,19 +129,32 @@ class Router:
                     self._metrics.tokens(ev.input_tokens, ev.output_tokens)
                 yield ev
 
-    def passes_through(self, target: ModelTarget | None) -> bool:
-        """True when ``/v1/messages`` for ``target`` goes up untranslated: an upstream of its
-        engine speaks the Messages API."""
-        engine = target.engine if target is not None else None
-        return engine is not None and any(
-            u.client.kind == engine and u.client.speaks_messages for u in self.upstreams
-        )
+    @staticmethod
+    def _takes(u: Upstream, prompt: int) -> bool:
+        """``u`` speaks Messages and its context holds a ``prompt``-token prompt."""
+        limit = u.client.context_length
+        return u.client.speaks_messages and (limit is None or limit > prompt)
+
+    def passthrough_room(self, target: ModelTarget | None, prompt: int) -> int | None:
+        """Tokens left for the answer when ``/v1/messages`` for ``target`` goes up untranslated:
+        the most an upstream of its engine that speaks Messages and holds the prompt leaves
+        (its ``context_length``, else the model's, minus the prompt). None: translate."""
+        if target is None or target.engine is None:
+            return None
+        rooms = [
+            (u.client.context_length or target.context_length) - prompt
+            for u in self.upstreams
+            if u.client.kind == target.engine and self._takes(u, prompt)
+        ]
+        return max(rooms) if rooms else None
 
     async def raw(self, req: ChatRequest, raw: RawRequest) -> AsyncGenerator[bytes, None]:
         """A pass-through answer's bytes from the best upstream that speaks Messages."""
         seen: list[bytes] = []
         engine = req.target.engine if req.target is not None else None
-        call = self._answer(engine, lambda c: c.send_raw(raw), messages=True)
+        call = self._answer(
+            engine, lambda c: c.send_raw(raw), messages=True, prompt=req.prompt_tokens
+        )
         async with contextlib.aclosing(call) as answer:
             async for chunk in answer:
                 seen.append(chunk)
@@ -168,13 +181,14 @@ class Router:
         call: Callable[[UpstreamClient], AsyncGenerator[T, None]],
         *,
         messages: bool = False,
+        prompt: int = 0,
     ) -> AsyncGenerator[T, None]:
         """``call`` on the best upstream for ``engine`` (of those that speak the Messages API
         with ``messages``), failing over while nothing was passed on; once an item went out, a
         failure is the client's to see."""
         tried: set[str] = set()
         last: errors.ProxyError | None = None
-        while (up := self._pick(engine, tried, messages=messages)) is not None:
+        while (up := self._pick(engine, tried, messages=messages, prompt=prompt)) is not None:
             tried.add(up.name)
             sent = False
             ok = False
