@@ -123,6 +123,9 @@ def test_confirmation_prompt_on_a_terminal(vast: Controller) -> None:
         rc = proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
+            # the playbook leads its own session (setsid): kill the whole session, or a worker it
+            # forked lives on, waiting at the prompt
+            subprocess.run(["pkill", "-KILL", "-s", str(proc.pid)], check=False)
             proc.kill()
             proc.wait()
         os.close(primary)
