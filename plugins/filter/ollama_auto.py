@@ -20,7 +20,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ansible.errors import AnsibleFilterError
+
+class SettingsError(ValueError):
+    """A setting or tier that cannot be used; the filter turns it into AnsibleFilterError."""
+
 
 AUTO = "auto"
 
@@ -38,7 +41,7 @@ def _number(name: str, value: object) -> int | None:
     else:
         number = None
     if number is None or number <= 0:
-        raise AnsibleFilterError(f"{name} must be auto or a positive whole number, not {value!r}")
+        raise SettingsError(f"{name} must be auto or a positive whole number, not {value!r}")
     return number
 
 
@@ -50,7 +53,7 @@ def _tier(name: str, entry: object, *, gpu: bool) -> Mapping[str, Any]:
     if not isinstance(entry, Mapping) or any(
         isinstance(entry.get(k), bool) or not isinstance(entry.get(k), int) for k in keys
     ):
-        raise AnsibleFilterError(
+        raise SettingsError(
             f"ollama_auto_tiers.{name} must be a mapping of whole numbers {', '.join(keys)}, "
             f"not {entry!r}"
         )
@@ -76,7 +79,7 @@ def pick_tier(
     cpu = _tier("cpu", tiers.get("cpu") if isinstance(tiers, Mapping) else None, gpu=False)
     ladder = tiers.get("gpu") if isinstance(tiers, Mapping) else None
     if not isinstance(ladder, Sequence) or isinstance(ladder, str) or not ladder:
-        raise AnsibleFilterError("ollama_auto_tiers.gpu must be a non-empty list of tiers")
+        raise SettingsError("ollama_auto_tiers.gpu must be a non-empty list of tiers")
     gpu_tiers = sorted(
         (_tier(f"gpu[{i}]", t, gpu=True) for i, t in enumerate(ladder)),
         key=lambda t: -int(t["min_free_mib"]),
@@ -100,14 +103,15 @@ def pick_tier(
     return gpu_tiers[-1], f"{basis}, below every tier: the smallest"
 
 
-def ollama_auto_settings(
+def choose(
     gpu: object,
     tiers: Mapping[str, Any],
     context_length: object = AUTO,
     num_parallel: object = AUTO,
     loaded: object = (),
 ) -> dict[str, Any]:
-    """``{"context_length", "num_parallel", "reason"}`` for the ollama role."""
+    """``{"context_length", "num_parallel", "reason"}`` for the ollama role; SettingsError for
+    a setting or tier that cannot be used."""
     context = _number("ollama_context_length", context_length)
     parallel = _number("ollama_num_parallel", num_parallel)
     if context is not None and parallel is not None:
@@ -119,6 +123,18 @@ def ollama_auto_settings(
         "num_parallel": parallel if parallel is not None else int(tier["num_parallel"]),
         "reason": why,
     }
+
+
+def ollama_auto_settings(*args: Any) -> dict[str, Any]:
+    """The filter: :func:`choose`, its errors as Ansible's."""
+    try:
+        return choose(*args)
+    except SettingsError as e:
+        # imported here, where Ansible runs the filter: importing ansible.errors patches
+        # sys.intern, which torch then refuses in a process that imports this module (pytest)
+        from ansible.errors import AnsibleFilterError  # noqa: PLC0415
+
+        raise AnsibleFilterError(str(e)) from None
 
 
 class FilterModule:

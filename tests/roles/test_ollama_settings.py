@@ -25,7 +25,6 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from ansible.errors import AnsibleFilterError
 
 from tests.doubles import ollama_double_tarball
 from tests.proxy.conftest import OllamaDouble
@@ -76,7 +75,7 @@ def gpu(free: int | None, total: int | None = None) -> dict[str, Any]:
 def test_auto_follows_the_free_vram_tiers_of_the_defaults(
     auto: ModuleType, facts: dict[str, Any], context: int, parallel: int
 ) -> None:
-    got = auto.ollama_auto_settings(facts, TIERS)
+    got = auto.choose(facts, TIERS)
     assert (got["context_length"], got["num_parallel"]) == (context, parallel)
     assert got["reason"]
 
@@ -90,30 +89,30 @@ def test_auto_is_at_least_64k_on_a_24_gb_card_and_the_cpu_tier_is_small() -> Non
 def test_vram_the_loaded_models_hold_counts_as_free_up_to_the_total(auto: ModuleType) -> None:
     # a re-run with the 21 GB model loaded sees what the first run saw
     loaded = [{"name": "qwen3-coder:latest", "size_vram": 21_800_000_000}]
-    got = auto.ollama_auto_settings(gpu(3300, 24564), TIERS, "auto", "auto", loaded)
+    got = auto.choose(gpu(3300, 24564), TIERS, "auto", "auto", loaded)
     assert got["context_length"] == 65536
     assert "20790 MiB that Ollama's loaded models hold" in got["reason"]
     # capped at the total: a 16 GB card never reaches the 24 GB tier
-    got = auto.ollama_auto_settings(gpu(15000, 16384), TIERS, "auto", "auto", loaded)
+    got = auto.choose(gpu(15000, 16384), TIERS, "auto", "auto", loaded)
     assert got["context_length"] == 32768
 
 
 def test_unknown_free_vram_uses_the_total_then_the_smallest_tier(auto: ModuleType) -> None:
-    assert auto.ollama_auto_settings(gpu(None, 24564), TIERS)["context_length"] == 65536
-    got = auto.ollama_auto_settings(gpu(None, None), TIERS)
+    assert auto.choose(gpu(None, 24564), TIERS)["context_length"] == 65536
+    got = auto.choose(gpu(None, None), TIERS)
     assert (got["context_length"], got["num_parallel"]) == (8192, 1)
 
 
 def test_numbers_override_auto_each_on_its_own(auto: ModuleType) -> None:
     cpu = {"mode": "cpu"}
-    assert auto.ollama_auto_settings(cpu, TIERS, 32768, 4) == {
+    assert auto.choose(cpu, TIERS, 32768, 4) == {
         "context_length": 32768,
         "num_parallel": 4,
         "reason": "both set",
     }
-    got = auto.ollama_auto_settings(gpu(24210, 24564), TIERS, "16384", "auto")
+    got = auto.choose(gpu(24210, 24564), TIERS, "16384", "auto")
     assert (got["context_length"], got["num_parallel"]) == (16384, 1)
-    got = auto.ollama_auto_settings(gpu(24210, 24564), TIERS, "AUTO", 3)
+    got = auto.choose(gpu(24210, 24564), TIERS, "AUTO", 3)
     assert (got["context_length"], got["num_parallel"]) == (65536, 3)
 
 
@@ -133,15 +132,15 @@ def test_numbers_override_auto_each_on_its_own(auto: ModuleType) -> None:
 def test_a_wrong_setting_is_named(
     auto: ModuleType, context: object, parallel: object, message: str
 ) -> None:
-    with pytest.raises(AnsibleFilterError, match=message):
-        auto.ollama_auto_settings(gpu(24210, 24564), TIERS, context, parallel)
+    with pytest.raises(auto.SettingsError, match=message):
+        auto.choose(gpu(24210, 24564), TIERS, context, parallel)
 
 
 def test_broken_tiers_are_named(auto: ModuleType) -> None:
-    with pytest.raises(AnsibleFilterError, match=r"ollama_auto_tiers\.gpu\[0\] must be"):
-        auto.ollama_auto_settings(gpu(1, 2), {"gpu": [{"min_free_mib": 0}], "cpu": TIERS["cpu"]})
-    with pytest.raises(AnsibleFilterError, match=r"ollama_auto_tiers\.gpu must be a non-empty"):
-        auto.ollama_auto_settings(gpu(1, 2), {"gpu": [], "cpu": TIERS["cpu"]})
+    with pytest.raises(auto.SettingsError, match=r"ollama_auto_tiers\.gpu\[0\] must be"):
+        auto.choose(gpu(1, 2), {"gpu": [{"min_free_mib": 0}], "cpu": TIERS["cpu"]})
+    with pytest.raises(auto.SettingsError, match=r"ollama_auto_tiers\.gpu must be a non-empty"):
+        auto.choose(gpu(1, 2), {"gpu": [], "cpu": TIERS["cpu"]})
 
 
 # -- the task files in ansible-playbook --------------------------------------------------------
@@ -234,7 +233,7 @@ def test_settings_gather_the_gpu_fact_when_gpu_facts_has_not_run(
     )
     assert rc == 0, out[-3000:]
     assert got["gpu"]["mode"] in ("gpu", "cpu")  # whatever this machine has
-    expected = auto.ollama_auto_settings(got["gpu"], TIERS)
+    expected = auto.choose(got["gpu"], TIERS)
     assert got["settings"]["context_length"] == expected["context_length"]
 
 
