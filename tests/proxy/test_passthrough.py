@@ -135,6 +135,24 @@ def test_usage_is_read_from_the_stream_and_from_json() -> None:
     assert passthrough.usage(b"junk", False) == (0, 0)
 
 
+def send_messages(
+    proxy: Proxy, double: OllamaDouble, body: dict[str, Any]
+) -> tuple[httpx.Response, tuple[int, int]]:
+    """POST /v1/messages through ``proxy``: the answer (200 checked), and how many
+    ``/v1/messages`` and ``/api/chat`` calls the double got for it."""
+    routes = ("POST /v1/messages", "POST /api/chat")
+    before = [double.calls(r) for r in routes]
+    resp = httpx.post(
+        proxy.url + "/v1/messages",
+        json=body,
+        headers={"anthropic-version": "2023-06-01"},
+        timeout=30,
+    )
+    assert resp.status_code == 200, resp.text
+    after = [double.calls(r) for r in routes]
+    return resp, (after[0] - before[0], after[1] - before[1])
+
+
 @pytest.fixture
 def messages_proxy(
     workdir: Path, double: OllamaDouble, redis_server: RedisServer, active_model_file: Path
@@ -154,25 +172,18 @@ def messages_proxy(
 def test_an_ollama_with_messages_gets_v1_messages_untranslated(
     messages_proxy: Proxy, double: OllamaDouble, unique: str
 ) -> None:
-    before_messages = double.calls("POST /v1/messages")
-    before_chat = double.calls("POST /api/chat")
-    resp = httpx.post(
-        messages_proxy.url + "/v1/messages",
-        json={
+    resp, calls = send_messages(
+        messages_proxy,
+        double,
+        {
             "model": "claude-sonnet-4-5",
             "max_tokens": 64,
             "stream": True,
             "system": [{"type": "text", "text": BILLING}, {"type": "text", "text": "Be brief."}],
             "messages": [{"role": "user", "content": f"hello {unique}"}],
         },
-        headers={"anthropic-version": "2023-06-01"},
-        timeout=30,
     )
-    assert resp.status_code == 200, resp.text
-    assert (double.calls("POST /v1/messages"), double.calls("POST /api/chat")) == (
-        before_messages + 1,
-        before_chat,
-    )
+    assert calls == (1, 0)
     up = double.last_request()
     assert up["path"] == "/v1/messages"
     assert up["body"]["model"] == MODEL
@@ -187,23 +198,16 @@ def test_an_ollama_with_messages_gets_v1_messages_untranslated(
 def test_without_messages_the_same_request_is_translated_to_api_chat(
     proxy: Proxy, double: OllamaDouble, unique: str
 ) -> None:
-    before_messages = double.calls("POST /v1/messages")
-    before_chat = double.calls("POST /api/chat")
-    resp = httpx.post(
-        proxy.url + "/v1/messages",
-        json={
+    _, calls = send_messages(
+        proxy,
+        double,
+        {
             "model": "claude-sonnet-4-5",
             "max_tokens": 64,
             "messages": [{"role": "user", "content": f"hello {unique}"}],
         },
-        headers={"anthropic-version": "2023-06-01"},
-        timeout=30,
     )
-    assert resp.status_code == 200, resp.text
-    assert (double.calls("POST /v1/messages"), double.calls("POST /api/chat")) == (
-        before_messages,
-        before_chat + 1,
-    )
+    assert calls == (0, 1)
 
 
 def test_a_prompt_longer_than_ollamas_own_context_goes_the_translated_way(
@@ -221,22 +225,12 @@ def test_a_prompt_longer_than_ollamas_own_context_goes_the_translated_way(
     )
 
     def ask(text: str) -> tuple[int, int]:
-        before = double.calls("POST /v1/messages"), double.calls("POST /api/chat")
-        resp = httpx.post(
-            proxy.url + "/v1/messages",
-            json={
-                "model": "claude-sonnet-4-5",
-                "max_tokens": 64000,
-                "messages": [{"role": "user", "content": text}],
-            },
-            headers={"anthropic-version": "2023-06-01"},
-            timeout=30,
-        )
-        assert resp.status_code == 200, resp.text
-        return (
-            double.calls("POST /v1/messages") - before[0],
-            double.calls("POST /api/chat") - before[1],
-        )
+        body = {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 64000,
+            "messages": [{"role": "user", "content": text}],
+        }
+        return send_messages(proxy, double, body)[1]
 
     try:
         assert ask("hello") == (1, 0)
