@@ -190,46 +190,46 @@ def vllm(workdir: Path) -> Iterator[VllmServer]:
         server.stop()
 
 
-@pytest.fixture(scope="package")
-def proxy(workdir: Path, vllm: VllmServer) -> Iterator[Proxy]:
-    """The caching proxy: vLLM as its one (OpenAI-kind) upstream, the active model file naming
-    vLLM's model and context length (what the vllm role writes), Redis as its cache."""
-    active = workdir / "active_model.json"
+def write_active_model(workdir: Path, engine: str) -> Path:
+    """The active model file the vllm role writes: vLLM's model and context length, served
+    over ``engine`` (the API the proxy speaks to vLLM)."""
+    active = workdir / f"active_model_{engine}.json"
     active.write_text(
-        json.dumps({"name": SERVED_NAME, "engine": "openai", "context_length": MAX_MODEL_LEN})
+        json.dumps({"name": SERVED_NAME, "engine": engine, "context_length": MAX_MODEL_LEN})
     )
+    return active
+
+
+@contextlib.contextmanager
+def proxy_to_vllm(workdir: Path, vllm: VllmServer, kind: str) -> Iterator[Proxy]:
+    """The caching proxy with vLLM as its one upstream of ``kind`` and Redis as its cache."""
+    base_url = vllm.url + "/v1" if kind == "openai" else vllm.url
     with running_redis() as redis:
         p = Proxy(
             workdir,
-            upstreams=[{"name": "vllm", "kind": "openai", "base_url": vllm.url + "/v1"}],
+            upstreams=[{"name": "vllm", "kind": kind, "base_url": base_url}],
             redis_url=redis.url,
-            active_model_file=str(active),
+            active_model_file=str(write_active_model(workdir, kind)),
         )
         try:
             yield p
         finally:
             p.stop()
+
+
+@pytest.fixture(scope="package")
+def proxy(workdir: Path, vllm: VllmServer) -> Iterator[Proxy]:
+    """The caching proxy: vLLM as an OpenAI-kind upstream."""
+    with proxy_to_vllm(workdir, vllm, "openai") as p:
+        yield p
 
 
 @pytest.fixture(scope="package")
 def native_proxy(workdir: Path, vllm: VllmServer) -> Iterator[Proxy]:
     """A second proxy: vLLM as an Anthropic-kind upstream (``/v1/messages`` passed through,
     OpenAI routes translated to Messages), the active model served over ``anthropic``."""
-    active = workdir / "active_model_anthropic.json"
-    active.write_text(
-        json.dumps({"name": SERVED_NAME, "engine": "anthropic", "context_length": MAX_MODEL_LEN})
-    )
-    with running_redis() as redis:
-        p = Proxy(
-            workdir,
-            upstreams=[{"name": "vllm", "kind": "anthropic", "base_url": vllm.url}],
-            redis_url=redis.url,
-            active_model_file=str(active),
-        )
-        try:
-            yield p
-        finally:
-            p.stop()
+    with proxy_to_vllm(workdir, vllm, "anthropic") as p:
+        yield p
 
 
 @pytest.fixture(scope="package")

@@ -21,6 +21,7 @@ from tests.vllm.conftest import (
     SERVED_NAME,
     VllmServer,
     message_text,
+    write_active_model,
 )
 
 FIXTURES = REPO / "tests" / "fixtures" / "claude-code"
@@ -268,10 +269,7 @@ def _with_unique(content: Any, unique: str) -> Any:
 def test_a_dead_anthropic_upstream_fails_over_to_the_next(
     workdir: Path, vllm: VllmServer, unique: str
 ) -> None:
-    active = workdir / "active_model_failover.json"
-    active.write_text(
-        json.dumps({"name": SERVED_NAME, "engine": "anthropic", "context_length": MAX_MODEL_LEN})
-    )
+    active = write_active_model(workdir, "anthropic")
     dead = f"http://127.0.0.1:{free_port()}"
     proxy = Proxy(
         workdir,
