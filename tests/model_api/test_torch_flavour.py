@@ -1,4 +1,5 @@
-"""torch_runtime picks torch's build from the driver's CUDA version (gpu_facts), run by Ansible."""
+"""model_api's runtime (roles/model_api/tasks/flavour.yml) picks torch's build from the driver's
+CUDA version (gpu_facts), run by Ansible."""
 
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ PLAY = """
     - ansible.builtin.set_fact:
         vastllm_gpu: {gpu}
     - ansible.builtin.include_role:
-        name: torch_runtime
+        name: model_api
         tasks_from: flavour.yml
     - ansible.builtin.debug:
-        msg: "FLAVOUR={{{{ _torch_runtime_flavour }}}}"
+        msg: "FLAVOUR={{{{ _model_api_torch_flavour }}}}"
 """
 
 
