@@ -35,7 +35,6 @@ def facts_for(
             "problem": None,
         },
         "vastllm_host": {
-            "cpu_count": 16,
             "disk_free_bytes": disk_free_bytes,
             "ram_available_bytes": ram_available_bytes,
         },

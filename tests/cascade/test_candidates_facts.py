@@ -135,7 +135,7 @@ def test_facts_file_wrapped_as_ansible_prints_it(tmp_path: Path) -> None:
     assert capacity.gpu_mode
     assert [g.free_bytes for g in capacity.gpus] == [24563 * MIB, 24563 * MIB]
     assert capacity.disk_free_bytes == 500 * 10**9
-    assert (capacity.ram_available_bytes, capacity.cpu_count) == (64 * 10**9, 16)
+    assert capacity.ram_available_bytes == 64 * 10**9
 
 
 def test_host_figures_come_from_vastllm_host_only() -> None:
@@ -156,7 +156,7 @@ def test_facts_file_of_an_older_role_has_the_host_inside_vastllm_gpu(
     capacity = load_facts(path)
     assert capacity.gpu_mode
     assert (capacity.disk_free_bytes, capacity.ram_available_bytes) == (7 * 10**9, 64 * 10**9)
-    assert (capacity.cpu_count, capacity.summary) == (16, "GPU mode: ...")
+    assert capacity.summary == "GPU mode: ..."
 
 
 def test_cpu_facts_have_no_gpus() -> None:

@@ -25,6 +25,16 @@ class ChatReply:
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
+def _tool_calls(message: dict[str, Any]) -> tuple[ToolCall, ...]:
+    """The ``tool_calls`` of a reply message (both APIs nest them as ``{"function": {...}}``)."""
+    calls = []
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            calls.append(ToolCall(str(function.get("name")), function.get("arguments")))
+    return tuple(calls)
+
+
 class ChatClient(Protocol):
     base_url: str
     kind: str  # "ollama" or "openai"
@@ -76,15 +86,10 @@ class OllamaChat:
         if not isinstance(data, dict) or not isinstance(data.get("message"), dict):
             raise EngineError("/api/chat answered without a message")
         message = data["message"]
-        calls = []
-        for call in message.get("tool_calls") or []:
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict):
-                calls.append(ToolCall(str(function.get("name")), function.get("arguments")))
         count = data.get("prompt_eval_count")
         return ChatReply(
             content=str(message.get("content") or ""),
-            tool_calls=tuple(calls),
+            tool_calls=_tool_calls(message),
             prompt_tokens=count if isinstance(count, int) else None,
             finish_reason=data.get("done_reason"),
             raw=data,
@@ -122,16 +127,11 @@ class OpenAIChat:
         if not choices or not isinstance(choices[0], dict):
             raise EngineError("/v1/chat/completions answered without choices")
         message = choices[0].get("message") or {}
-        calls = []
-        for call in message.get("tool_calls") or []:
-            function = call.get("function") if isinstance(call, dict) else None
-            if isinstance(function, dict):
-                calls.append(ToolCall(str(function.get("name")), function.get("arguments")))
         usage = data.get("usage") or {}
         count = usage.get("prompt_tokens") if isinstance(usage, dict) else None
         return ChatReply(
             content=str(message.get("content") or ""),
-            tool_calls=tuple(calls),
+            tool_calls=_tool_calls(message),
             prompt_tokens=count if isinstance(count, int) else None,
             finish_reason=choices[0].get("finish_reason"),
             raw=data,

@@ -2,7 +2,7 @@
 
 The module sets two facts (plugins/modules/gpu_facts.py RETURN): ``vastllm_gpu`` (``mode``,
 ``gpus[].memory_free_mib`` / ``memory_total_mib``) and ``vastllm_host`` (``disk_free_bytes``,
-``ram_available_bytes``, ``cpu_count``, ``summary``). A file holds ``{"vastllm_gpu": {...},
+``ram_available_bytes``, ``summary``). A file holds ``{"vastllm_gpu": {...},
 "vastllm_host": {...}}`` as the model_cascade role writes it, or the same inside
 ``{"ansible_facts": ...}`` as Ansible prints it.
 
@@ -38,7 +38,6 @@ class HostCapacity:
     gpus: tuple[GpuMemory, ...]
     disk_free_bytes: int | None
     ram_available_bytes: int | None
-    cpu_count: int | None = None
     summary: str = ""
 
     @property
@@ -69,7 +68,7 @@ def unwrap(data: object) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(data, dict) or "mode" not in data:
         raise UsageError("GPU facts must be the gpu_facts module's vastllm_gpu dict (no 'mode')")
     if host is None:
-        host = data  # older role: disk, RAM and CPUs inside vastllm_gpu
+        host = data  # older role: disk and RAM inside vastllm_gpu
     if not isinstance(host, dict):
         raise UsageError("host facts must be the gpu_facts module's vastllm_host dict")
     return data, host
@@ -98,7 +97,6 @@ def capacity_from_facts(data: object) -> HostCapacity:
         gpus=tuple(gpus) if mode == "gpu" else (),
         disk_free_bytes=_int_or_none(host.get("disk_free_bytes")),
         ram_available_bytes=_int_or_none(host.get("ram_available_bytes")),
-        cpu_count=_int_or_none(host.get("cpu_count")),
         summary=str(host.get("summary") or ""),
     )
 
