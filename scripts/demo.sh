@@ -36,6 +36,11 @@ host.update(name=host["instance"], s3_port=sys.argv[3], wheelhouse=sys.argv[4])
 tmpl = string.Template(open("templates/demo-inventory.yml.tmpl").read())
 open(sys.argv[2], "w").write(tmpl.substitute(host))
 PY
+    # the project's group_vars apply to the demo inventory as to inventory/hosts.yml: SSH host
+    # keys pinned in the project's known_hosts, as for a rented host
+    ln -sfn "$PWD/inventory/group_vars" "$state/group_vars"
+    # a new container on the demo's port: forget the key an earlier demo host left pinned there
+    .venv/bin/vastllm -i "$inventory" forget-host "$name" >/dev/null
     # HTTPS from inside the host may be intercepted: trust this machine's CA bundle there too
     if [ -z "${VASTLLM_EXTRA_CA_BUNDLE:-}" ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
         export VASTLLM_EXTRA_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
@@ -70,6 +75,7 @@ down() {
     if [ -f "$inventory" ]; then
         ansible-playbook -i "$inventory" -e "$tunnel_vars" site.yml --tags tunnel \
             -e tunnel_state=absent >/dev/null || true
+        .venv/bin/vastllm -i "$inventory" forget-host "$name" >/dev/null || true
     fi
     python scripts/local_s3.py stop --state "$state/s3" || true
     scripts/testhost down "$name"

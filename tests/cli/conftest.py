@@ -160,6 +160,9 @@ def make_stand_in_project(root: Path) -> Path:
     )
     expr = "{" + ", ".join(f"'{v}': {v} | default('UNSET')" for v in provision_vars) + "}"
     (root / "playbooks" / "provision.yml").write_text(_playbook("provision", expr))
+    (root / "playbooks" / "forget_host.yml").write_text(
+        _playbook("forget_host", "{'host': vastllm_forget_host}")
+    )
     return record_dir
 
 

@@ -13,6 +13,7 @@ COMMANDS = {
     "down": ["--destroy", "--yes"],
     "provision": ["--label", "--gpu", "--min-vram", "--min-disk", "--max-dph", "--no-site"],
     "status": ["--json"],
+    "forget-host": ["NAME", "playbooks/forget_host.yml"],
     "chat": ["--url", "--model", "--max-tokens", "--no-stream"],
 }
 

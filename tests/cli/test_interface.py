@@ -51,6 +51,19 @@ def test_down_destroy_yes_closes_tunnels_then_destroys_every_gpu_host(
     assert read_record(records, "untagged") is None
 
 
+def test_forget_host_names_an_inventory_host(stand_in: tuple[Path, Path]) -> None:
+    root, records = stand_in
+    result = invoke("--project-dir", str(root), "forget-host", "gpu-b")
+    assert_clean(result)
+    assert result.exit_code == 0, result.output
+    assert read_record(records, "forget_host") == {"host": "gpu-b"}
+
+    unknown = invoke("--project-dir", str(root), "forget-host", "gpu-z")
+    assert_clean(unknown)
+    assert unknown.exit_code == 1
+    assert "gpu-z is not a host of the inventory: nothing to forget" in unknown.stderr
+
+
 def test_down_without_destroy_only_closes_the_tunnels(stand_in: tuple[Path, Path]) -> None:
     root, records = stand_in
     result = invoke("--project-dir", str(root), "down")

@@ -110,6 +110,43 @@ def test_rents_the_cheapest_matching_offer_then_reuses_the_instance(vast: Contro
         assert len(vast.api.state.instances) == 34
 
 
+def test_a_new_instance_replaces_the_key_pinned_for_its_recycled_address(
+        vast: Controller, tmp_path: Path) -> None:
+    """Vast.ai hands a new instance a host:port an earlier instance had: provision.yml forgets the
+    key pinned there (the first connection pins the new one); a reused instance keeps its pin."""
+    stale, other = (tmp_path / "stale", tmp_path / "other")
+    for key in (stale, other):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
+                       check=True, capture_output=True, timeout=30)
+    known_hosts = vast.home / ".config" / "vastllm" / "known_hosts"
+    known_hosts.parent.mkdir(parents=True)
+
+    def pinned(name: str) -> bool:
+        return subprocess.run(["ssh-keygen", "-F", name, "-f", str(known_hosts)],
+                              capture_output=True, timeout=30, check=False).returncode == 0
+
+    with real_sshd() as ssh_port:
+        vast.api.state.new_instance_ssh = {"host": "127.0.0.1", "port": ssh_port}
+        recycled, elsewhere = f"[127.0.0.1]:{ssh_port}", "[192.0.2.7]:40022"
+        key_of = {k: " ".join(k.with_suffix(".pub").read_text().split()[:2])
+                  for k in (stale, other)}
+        pins = f"{recycled} {key_of[stale]}\n{elsewhere} {key_of[other]}\n"
+        known_hosts.write_text(pins)
+
+        created = vast.playbook(PROVISION, {"vastai_label": LABEL, **QUICK})
+        assert created.rc == 0, created.output
+        assert "Forget the SSH host key pinned for the address of the new" in created.stdout
+        assert not pinned(recycled)
+        assert pinned(elsewhere)
+
+        known_hosts.write_text(pins)
+        reused = vast.playbook(PROVISION, {"vastai_label": LABEL, **QUICK})
+        assert reused.rc == 0, reused.output
+        assert f"Instance {NEW_ID} labelled {LABEL} already exists" in reused.stdout
+        assert reused.recap()["changed"] == 0
+        assert known_hosts.read_text() == pins
+
+
 def test_check_mode_rents_nothing(vast: Controller) -> None:
     run = vast.playbook(PROVISION, {"vastai_label": LABEL, **QUICK}, args=["--check"])
     assert run.rc == 0, run.output

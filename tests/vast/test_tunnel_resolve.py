@@ -321,13 +321,13 @@ def test_role_runs_the_resolver_for_vast_hosts_only(
     assert static["command"].split() == [
         str(autossh), "-M", "0", "-N", "-o", "ServerAliveInterval=10",
         "-o", "ServerAliveCountMax=3", "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes",
-        "-o", "StrictHostKeyChecking=accept-new", "-o", f"UserKnownHostsFile={known_hosts}",
+        "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
         "-p", "2222", "-L", "127.0.0.1:8112:127.0.0.1:8082", "root@192.0.2.10"]
 
     resolver = vast_dir / "vast-tunnel.py"
     ssh_part = [str(autossh), "-M", "0", "-N", "-o", "ServerAliveInterval=10",
                 "-o", "ServerAliveCountMax=3", "-o", "ExitOnForwardFailure=yes",
-                "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
+                "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
                 "-o", f"UserKnownHostsFile={known_hosts}"]
     common = ["--api-url", ctl.api.url, "--env-file", str(vast_dir / "vast-api.env"),
               "--user", "root", "--max-start", "3", "--retry-max", "60", "--", *ssh_part]

@@ -271,6 +271,26 @@ def provision(
         _exit_for(_run(ctx, run))
 
 
+@app.command(name="forget-host")
+def forget_host(
+    ctx: typer.Context,
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="The host's name in the inventory.")
+    ],
+) -> None:
+    """Forget the SSH host keys pinned for a host that was replaced on purpose.
+
+    Runs playbooks/forget_host.yml; the host's next connection pins its new key.
+    """
+    with handled(ctx):
+        globals_: Globals = ctx.obj
+        target = globals_.target()
+        target.project.playbook(plays.FORGET_HOST)
+        if name not in group_hosts(target, "all"):
+            raise CliFailure(f"{name} is not a host of the inventory: nothing to forget")
+        _exit_for(_run(ctx, plays.forget_host(name), target))
+
+
 @app.command()
 def status(
     ctx: typer.Context,

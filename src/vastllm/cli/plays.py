@@ -12,6 +12,7 @@ RECOVER = "playbooks/recover.yml"
 STATUS = "playbooks/status.yml"
 PROVISION = "playbooks/provision.yml"
 DESTROY = "playbooks/destroy.yml"
+FORGET_HOST = "playbooks/forget_host.yml"
 GPU_GROUP = "gpu_hosts"
 WORKSTATION_GROUP = "workstation"
 STATUS_VAR = "vastllm_status"
@@ -33,6 +34,10 @@ def tunnel(down: bool) -> PlaybookRun:
 def destroy(labels: list[str], confirm: bool) -> PlaybookRun:
     extravars = {"vastai_destroy_labels": list(labels), "vastai_destroy_confirm": confirm}
     return PlaybookRun(DESTROY, extravars=extravars)
+
+
+def forget_host(name: str) -> PlaybookRun:
+    return PlaybookRun(FORGET_HOST, extravars={"vastllm_forget_host": name})
 
 
 def provision(

@@ -25,15 +25,19 @@ class Project:
     def ansible_cfg(self) -> Path:
         return self.root / "ansible.cfg"
 
-    def default_inventories(self) -> list[str]:
-        """The ``inventory`` of ``ansible.cfg`` ([defaults], comma-separated), made absolute
-        against the project the way ansible resolves it; empty when it sets none."""
+    def setting(self, name: str, fallback: str = "") -> str:
+        """A ``[defaults]`` setting of ``ansible.cfg``, stripped; ``fallback`` when unset."""
         parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
         try:
             parser.read(self.ansible_cfg, encoding="utf-8")
         except configparser.Error as exc:
             raise UsageProblem(f"cannot read {self.ansible_cfg}: {exc}") from exc
-        value = parser.get("defaults", "inventory", fallback="").strip()
+        return parser.get("defaults", name, fallback=fallback).strip()
+
+    def default_inventories(self) -> list[str]:
+        """The ``inventory`` of ``ansible.cfg`` ([defaults], comma-separated), made absolute
+        against the project the way ansible resolves it; empty when it sets none."""
+        value = self.setting("inventory")
         out = []
         for item in (part.strip() for part in value.split(",")):
             if item:

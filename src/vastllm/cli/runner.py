@@ -76,7 +76,8 @@ class RunOutcome:
 
 def ansible_env(project: Project, colour: bool) -> dict[str, str]:
     """Environment of the run: the project's ansible.cfg, ansible's commands on PATH (the ones
-    next to this Python first: a virtualenv used without activating it)."""
+    next to this Python first: a virtualenv used without activating it), and SSH host keys
+    checked as ansible.cfg says (ansible-runner turns the checks off unless told otherwise)."""
     here = Path(sys.executable).parent
     path = os.environ.get("PATH", os.defpath)
     if (here / "ansible-playbook").exists():
@@ -87,6 +88,8 @@ def ansible_env(project: Project, colour: bool) -> dict[str, str]:
             "in the environment that runs vastllm"
         )
     env = {"ANSIBLE_CONFIG": str(project.ansible_cfg), "PATH": path}
+    if "ANSIBLE_HOST_KEY_CHECKING" not in os.environ:
+        env["ANSIBLE_HOST_KEY_CHECKING"] = project.setting("host_key_checking", "True")
     if not colour:
         env["ANSIBLE_NOCOLOR"] = "1"
     return env
