@@ -21,6 +21,7 @@ import pytest
 from tests.support import REPO, free_port, wait_http, wait_tcp
 
 DOUBLE = REPO / "tests" / "doubles" / "ollama_double.py"
+ANTHROPIC_DOUBLE = REPO / "tests" / "doubles" / "anthropic_api_double.py"
 MODEL = "qwen2.5-coder:7b"
 REDIS_BIN = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -65,11 +66,35 @@ class RedisServer:
             self.proc = None
 
 
-class OllamaDouble:
+class _DoubleProcess:
+    """What both doubles' control endpoints share (``/__double__/...``)."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+
+    def stats(self) -> dict[str, int]:
+        return dict(_http_json("GET", self.url + "/__double__/stats")["requests"])
+
+    def last_request(self) -> dict[str, Any]:
+        return dict(_http_json("GET", self.url + "/__double__/last_request"))
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+class OllamaDouble(_DoubleProcess):
     """The stdlib Ollama double as a subprocess, plus its control endpoints."""
 
-    def __init__(self, tmp: Path, models: list[str], knobs: dict[str, Any] | None = None) -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        tmp: Path,
+        models: list[str],
+        knobs: dict[str, Any] | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.port = port or free_port()  # a given port: a server that comes back where it was
         self.url = f"http://127.0.0.1:{self.port}"
         self.models_dir = tmp / f"ollama-models-{self.port}"
         env = {
@@ -96,19 +121,34 @@ class OllamaDouble:
     def restore(self) -> None:
         self.config(**self.defaults)
 
-    def stats(self) -> dict[str, int]:
-        return dict(_http_json("GET", self.url + "/__double__/stats")["requests"])
-
     def calls(self, route: str = "POST /api/chat") -> int:
         return self.stats().get(route, 0)
 
-    def last_request(self) -> dict[str, Any]:
-        return dict(_http_json("GET", self.url + "/__double__/last_request"))
 
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
+class AnthropicDouble(_DoubleProcess):
+    """The Anthropic API double (tests/doubles/anthropic_api_double.py) as a subprocess: the
+    paid upstream, taking one key given through its environment."""
+
+    def __init__(self, tmp: Path, key: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "ANTHROPIC_DOUBLE_PORT": str(self.port),
+            "ANTHROPIC_DOUBLE_API_KEY": key,
+        }
+        self.log = tmp / f"anthropic-double-{self.port}.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(ANTHROPIC_DOUBLE)], env=env, stdout=log, stderr=log
+            )
+        wait_http(self.url + "/__double__/stats")
+
+    def config(self, **knobs: Any) -> dict[str, Any]:
+        return dict(_http_json("POST", self.url + "/__double__/config", knobs))
+
+    def calls(self, route: str = "POST /v1/messages") -> int:
+        return self.stats().get(route, 0)
 
 
 class Proxy:
@@ -119,7 +159,7 @@ class Proxy:
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cfg = tmp / f"proxy-{self.port}.json"
+        self.config = cfg = tmp / f"proxy-{self.port}.json"
         cfg.write_text(json.dumps({"port": self.port, "health_interval": 0.5, **settings}))
         env = {k: v for k, v in os.environ.items() if not k.startswith("VASTLLM_PROXY_")}
         env.update({"VASTLLM_PROXY_CONFIG": str(cfg), **(env_settings or {})})
@@ -241,7 +281,7 @@ def unique() -> str:
 
 
 @contextlib.contextmanager
-def started(*procs: Proxy | OllamaDouble) -> Iterator[None]:
+def started(*procs: Proxy | OllamaDouble | AnthropicDouble) -> Iterator[None]:
     try:
         yield
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.proxy.conftest import REDIS_BIN
+from tests.proxy.conftest import REDIS_BIN, OllamaDouble, Proxy, upstream, write_active_model
+from tests.proxy.test_cache import ask
 from tests.support import free_port, wait_tcp
 from vastllm.proxy.cache.redis import (
     Address,
@@ -180,6 +182,69 @@ async def test_password_and_database_from_the_url(workdir: Path) -> None:
                 await bad.aclose()
     finally:
         r.stop()
+
+
+async def test_a_password_given_apart_from_the_url_is_used_and_never_shown(
+    workdir: Path,
+) -> None:
+    secret = "a1" * 32  # what the redis role generates: 64 hex digits
+    r = Redis(workdir, "--requirepass", secret)
+    try:
+        c = RedisClient(f"redis://:wrong@127.0.0.1:{r.port}/0", password=secret)
+        try:
+            await c.ping()  # the password wins over the URL's
+            assert secret not in repr(c.address)
+        finally:
+            await c.aclose()
+        bare = RedisClient(f"redis://127.0.0.1:{r.port}/0")
+        try:
+            with pytest.raises(ReplyError, match="NOAUTH") as error:
+                await bare.ping()
+            assert secret not in str(error.value)
+        finally:
+            await bare.aclose()
+    finally:
+        r.stop()
+
+
+def test_the_proxy_caches_with_the_redis_password_from_its_environment(
+    workdir: Path, double: OllamaDouble
+) -> None:
+    """How the llm_proxy role hands over the redis role's password: VASTLLM_PROXY_REDIS_PASSWORD
+    in the proxy's environment (its root-only env file), not in argv, the URL or proxy.json."""
+    secret = "5e" * 32
+    r = Redis(workdir, "--requirepass", secret)
+    active = write_active_model(workdir / f"active-{r.port}.json", 32768)
+    settings = {
+        "upstreams": [upstream("main", double)],
+        "redis_url": f"redis://127.0.0.1:{r.port}/0",
+        "active_model_file": str(active),
+    }
+    with_password = Proxy(workdir, {"VASTLLM_PROXY_REDIS_PASSWORD": secret}, **settings)
+    without = Proxy(workdir, **settings)
+    try:
+        text = f"cache me behind a password [{r.port}]"
+        assert ask(with_password, text).headers["x-vastllm-cache"] == "miss"
+        calls = double.calls()
+        hit = ask(with_password, text)
+        assert hit.status_code == 200, hit.text
+        assert hit.headers["x-vastllm-cache"] == "hit"
+        assert double.calls() == calls
+        assert with_password.health()["redis"] == "ok"
+        # a proxy that does not know the password is refused (NOAUTH) and answers uncached
+        assert ask(without, text).headers.get("x-vastllm-cache") != "hit"
+        assert without.health()["redis"] == "down"
+        cmdline = Path(f"/proc/{with_password.proc.pid}/cmdline").read_bytes()
+        assert secret.encode() not in cmdline
+        for p in (with_password, without):
+            assert secret not in p.log.read_text()
+            assert secret not in json.dumps(p.health())
+    finally:
+        with_password.stop()
+        without.stop()
+        r.stop()
+    for p in (with_password, without):
+        assert secret not in p.log.read_text()
 
 
 async def test_unreachable_fails_fast_with_connection_lost() -> None:

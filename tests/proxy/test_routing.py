@@ -208,10 +208,11 @@ def test_active_model_file_engine_aliases_and_num_ctx(
     }
 
     # an exact alias maps elsewhere and gets the default context length; with no engine of its
-    # own it may go to either upstream (ties rotate), so ask until the native one answered
+    # own it may go to either upstream (ties rotate between conversations: two different ones
+    # are asked), so ask until the native one answered
     paths = set()
-    for _ in range(2):
-        assert post(proxy, "tiny", model="small").status_code == 200
+    for i in range(2):
+        assert post(proxy, f"tiny {i}", model="small").status_code == 200
         last = double.last_request()
         assert last["model"] == "llama3.2"
         paths.add(last["path"])

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from vastllm.proxy.flights import Served
 from vastllm.proxy.metrics import Metrics
 from vastllm.proxy.models import ModelCatalog
 from vastllm.proxy.neutral import ChatRequest, Event, Finish, TextDelta
@@ -40,8 +41,9 @@ class OneAnswer:
     def outstanding(self) -> int:
         return 0
 
-    async def events(self, req: ChatRequest) -> AsyncIterator[Event]:
+    async def events(self, req: ChatRequest, served: Served) -> AsyncIterator[Event]:
         self.calls += 1
+        served.upstream = "one"
         yield TextDelta("Paris.")
         yield Finish("stop", 5, 2)
 

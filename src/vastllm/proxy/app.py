@@ -19,6 +19,7 @@ from vastllm.proxy.metrics import Metrics
 from vastllm.proxy.models import ModelCatalog
 from vastllm.proxy.openai import render as openai_render
 from vastllm.proxy.openai import routes as openai_routes
+from vastllm.proxy.reload import ConfigWatcher
 from vastllm.proxy.service import ChatService
 from vastllm.proxy.settings import ProxySettings
 from vastllm.proxy.state import STATE, ProxyState
@@ -85,14 +86,17 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         ),
     )
     metrics = Metrics()
-    router = Router(settings, session, metrics)
     cache = (
         ResponseCache(
-            settings.redis_url, settings.cache_ttl_seconds, settings.cache_max_entry_bytes
+            settings.redis_url,
+            settings.cache_ttl_seconds,
+            settings.cache_max_entry_bytes,
+            password=settings.redis_password.get_secret_value(),
         )
         if settings.redis_url and settings.cache_mode != "off"
         else None
     )
+    router = Router(settings, session, metrics, None if cache is None else cache.incr)
     catalog = ModelCatalog(settings)
     role = app.get(ROLE)
     shared = None if role is None else WorkerMetrics(role, metrics, router)
@@ -110,6 +114,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         worker_metrics=shared,
     )
     router.start()
+    watcher = ConfigWatcher(settings, router)
+    watcher.start(settings.health_interval)
     if cache is not None:
         cache.start(settings.health_interval)
     if shared is not None:
@@ -119,6 +125,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     finally:
         if shared is not None:
             await shared.stop()
+        await watcher.stop()
         await router.stop()
         if cache is not None:
             await cache.close()

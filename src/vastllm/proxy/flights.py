@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from vastllm.proxy import errors
@@ -21,14 +22,25 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+@dataclass(slots=True)
+class Served:
+    """The upstream that answers a flight: the router sets it before the first item goes out
+    (the ``x-vastllm-upstream`` header; a paid upstream's answer is not cached)."""
+
+    upstream: str = ""
+    paid: bool = False
+
+
 class Flight(Generic[T]):
-    __slots__ = ("_changed", "done", "error", "events", "subscribers", "task")
+    __slots__ = ("_changed", "done", "error", "events", "served", "subscribers", "task")
 
     def __init__(
         self,
         source: AsyncIterator[T],
         on_done: Callable[[Flight[T]], Awaitable[None]],
+        served: Served | None = None,
     ) -> None:
+        self.served = served  # which upstream answers, as the source records it
         self.events: list[T] = []
         self.done = False
         self.error: errors.ProxyError | None = None

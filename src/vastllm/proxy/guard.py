@@ -33,7 +33,9 @@ JSON = "application/json"
 PREFLIGHT_MAX_AGE = "600"
 ALLOW_METHODS = "GET, HEAD, POST, OPTIONS"
 # answer headers a browser front end may read
-EXPOSE_HEADERS = "x-vastllm-cache, x-vastllm-coalesced, retry-after"
+EXPOSE_HEADERS = (
+    "x-vastllm-cache, x-vastllm-coalesced, x-vastllm-upstream, x-vastllm-paid, retry-after"
+)
 
 
 def _shown(value: str) -> str:

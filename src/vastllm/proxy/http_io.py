@@ -64,14 +64,15 @@ class Encoder(Protocol):
 async def _relay(
     request: web.Request,
     frames: AsyncGenerator[bytes, None],
-    headers: Mapping[str, str],
+    ex: Execution | RawExecution,
     on_error: Callable[[errors.ProxyError], bytes],
 ) -> web.StreamResponse:
     """Send SSE frames as they come. Errors before the first frame become a plain HTTP error
-    (answered as JSON by the middleware); later ones the frame ``on_error`` makes."""
+    (answered as JSON by the middleware); later ones the frame ``on_error`` makes. The headers
+    are made after the first frame, when the upstream that answers is known."""
     async with contextlib.aclosing(frames) as it:
         first = await anext(it)
-        resp = web.StreamResponse(headers=headers)
+        resp = web.StreamResponse(headers=answer_headers(ex))
         resp.content_type = "text/event-stream"
         resp.headers["Cache-Control"] = "no-cache"
         await resp.prepare(request)
@@ -89,7 +90,7 @@ async def _relay(
 
 
 async def stream(
-    request: web.Request, execution: Execution, encoder: Encoder, headers: dict[str, str]
+    request: web.Request, execution: Execution, encoder: Encoder
 ) -> web.StreamResponse:
     """Send an execution as SSE in the encoder's dialect."""
 
@@ -100,25 +101,29 @@ async def stream(
                 yield head + encoder.feed(ev)
                 head = b""
 
-    return await _relay(request, frames(), headers, encoder.error)
+    return await _relay(request, frames(), execution, encoder.error)
 
 
-async def execute(
-    service: ChatService, request: web.Request, req: ChatRequest
-) -> tuple[Execution, dict[str, str]]:
-    """Run a parsed chat request with the client's cache directives; also return the cache
-    headers every chat route answers with."""
+async def execute(service: ChatService, request: web.Request, req: ChatRequest) -> Execution:
+    """Run a parsed chat request with the client's cache directives."""
     if req.target is None:
         service.prepare(req)
     no_cache, no_store = cache_directives(request.headers)
-    ex = await service.execute(req, no_cache=no_cache, no_store=no_store)
-    return ex, cache_headers(ex)
+    return await service.execute(req, no_cache=no_cache, no_store=no_store)
 
 
-def cache_headers(ex: Execution | RawExecution) -> dict[str, str]:
+def answer_headers(ex: Execution | RawExecution) -> dict[str, str]:
+    """The headers every chat answer carries (made once its first part is in):
+    ``x-vastllm-cache``, ``x-vastllm-coalesced`` for a joined flight, and ``x-vastllm-upstream``
+    (with ``x-vastllm-paid: 1`` for a paid API) naming the upstream that answered."""
     headers = {"x-vastllm-cache": ex.status}
     if ex.coalesced:
         headers["x-vastllm-coalesced"] = "1"
+    served = ex.served
+    if served is not None and served.upstream:
+        headers["x-vastllm-upstream"] = served.upstream
+        if served.paid:
+            headers["x-vastllm-paid"] = "1"
     return headers
 
 
@@ -131,8 +136,7 @@ async def send_raw(
     """A pass-through answer as the upstream sent it: SSE relayed chunk by chunk, or the JSON
     body whole. Errors before the first byte become a plain HTTP error; later ones an SSE error
     event (``stream_error``)."""
-    headers = cache_headers(ex)
     if not stream:
         body = b"".join([chunk async for chunk in ex.chunks()])
-        return json_response(body, headers=headers)
-    return await _relay(request, ex.chunks(), headers, stream_error)
+        return json_response(body, headers=answer_headers(ex))
+    return await _relay(request, ex.chunks(), ex, stream_error)

@@ -79,6 +79,17 @@ class Metrics:
         self.tokens_out = 0
         self.latency: dict[str, Histogram] = {}
         self.upstream_errors: dict[str, int] = {}
+        self.paid: dict[str, int] = {}  # requests sent to each paid upstream
+        self.paid_refused = 0  # requests refused because the day's paid budget was spent
+        # conversations sent to their own upstream again ("kept"), to another as theirs was not
+        # ready ("moved"), or seen for the first time ("new")
+        self.affinities = {"kept": 0, "moved": 0, "new": 0}
+
+    def affinity(self, result: str) -> None:
+        self.affinities[result] += 1
+
+    def paid_sent(self, name: str) -> None:
+        self.paid[name] = self.paid.get(name, 0) + 1
 
     def request(self, route: str, status: int) -> None:
         key = (route, status)
@@ -104,6 +115,9 @@ class Metrics:
             "tokens": [self.tokens_in, self.tokens_out],
             "latency": {name: [h.counts, h.total] for name, h in self.latency.items()},
             "upstream_errors": dict(self.upstream_errors),
+            "paid": dict(self.paid),
+            "paid_refused": self.paid_refused,
+            "affinity": dict(self.affinities),
         }
 
     def add(self, snap: dict[str, Any]) -> None:
@@ -123,6 +137,11 @@ class Metrics:
             hist.total += float(total)
         for name, n in snap["upstream_errors"].items():
             self.upstream_errors[name] = self.upstream_errors.get(name, 0) + int(n)
+        for name, n in snap.get("paid", {}).items():
+            self.paid[name] = self.paid.get(name, 0) + int(n)
+        self.paid_refused += int(snap.get("paid_refused", 0))
+        for key, n in snap.get("affinity", {}).items():
+            self.affinities[key] = self.affinities.get(key, 0) + int(n)
 
     def render(
         self,
@@ -187,6 +206,27 @@ class Metrics:
         family("vastllm_proxy_upstream_errors_total", "counter", "Failed upstream calls.")
         for name, n in sorted(self.upstream_errors.items()):
             out.append(f'vastllm_proxy_upstream_errors_total{{upstream="{_label(name)}"}} {n}')
+        family(
+            "vastllm_proxy_paid_requests_total",
+            "counter",
+            "Requests sent to a paid upstream (no local one could take them).",
+        )
+        for name, n in sorted(self.paid.items()):
+            out.append(f'vastllm_proxy_paid_requests_total{{upstream="{_label(name)}"}} {n}')
+        family(
+            "vastllm_proxy_paid_refused_total",
+            "counter",
+            "Requests answered 529 because the day's paid_requests_per_day was spent.",
+        )
+        out.append(f"vastllm_proxy_paid_refused_total {self.paid_refused}")
+        family(
+            "vastllm_proxy_affinity_total",
+            "counter",
+            "Requests of a known conversation sent to its own upstream (kept) or another (moved),"
+            " and first requests of a conversation (new).",
+        )
+        for key, n in sorted(self.affinities.items()):
+            out.append(f'vastllm_proxy_affinity_total{{result="{key}"}} {n}')
         family("vastllm_proxy_upstream_up", "gauge", "1 when the upstream passed its health check.")
         for g in upstreams:
             out.append(f'vastllm_proxy_upstream_up{{upstream="{_label(g.name)}"}} {int(g.healthy)}')

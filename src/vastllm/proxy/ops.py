@@ -71,6 +71,8 @@ async def health(request: web.Request) -> web.Response:
             "kind": u.client.kind,
             "base_url": without_credentials(u.client.base_url),
             "healthy": u.healthy,
+            "paid": u.client.paid,
+            "priority": u.client.priority,
             "outstanding": u.outstanding,
             "last_error": u.last_error or None,
             "residency": None,
@@ -96,6 +98,8 @@ async def health(request: web.Request) -> web.Response:
         "worker": st.worker,
         "workers": st.settings.workers,
         "upstreams": upstreams,
+        # this worker's view: Redis holds the count of all workers when the cache has it
+        "paid_today": {"sent": st.router.budget.spent, "per_day": st.router.budget.per_day},
         "active_model": None
         if active is None
         else {

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from vastllm.proxy import errors, tokens
 from vastllm.proxy.anthropic.passthrough import RawRequest, complete_answer, raw_cache_key
 from vastllm.proxy.cache.store import ResponseCache, cache_key
-from vastllm.proxy.flights import Flight
+from vastllm.proxy.flights import Flight, Served
 from vastllm.proxy.metrics import Metrics
 from vastllm.proxy.models import ModelCatalog
 from vastllm.proxy.neutral import ChatRequest, ChatResult, Event, accumulate
@@ -35,6 +35,7 @@ class Execution:
     result: ChatResult | None = None
     flight: Flight[Event] | None = None
     coalesced: bool = False
+    served: Served | None = None  # the flight's upstream, known once its first item is out
 
     async def events(self) -> AsyncGenerator[Event, None]:
         if self.result is not None:
@@ -60,6 +61,7 @@ class RawExecution:
     body: bytes | None = None
     flight: Flight[bytes] | None = None
     coalesced: bool = False
+    served: Served | None = None
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         if self.body is not None:
@@ -79,13 +81,18 @@ class _Plan(Generic[T]):
     """What differs between the translated and the pass-through path."""
 
     key: str
-    source: Callable[[], AsyncIterator[T]]
+    source: Callable[[Served], AsyncIterator[T]]  # fills in the Served as it picks upstreams
     decode: Callable[[bytes], object]  # a cache value -> what a hit answers with
     encode: Callable[[list[T]], bytes | None]  # a finished flight -> a cache value, or None
 
 
 async def _nothing(_: Flight[Any]) -> None:
     return None
+
+
+def _flight(plan: _Plan[T], on_done: Callable[[Flight[T]], Awaitable[None]]) -> Flight[T]:
+    served = Served()
+    return Flight(plan.source(served), on_done, served)
 
 
 class ChatService:
@@ -136,13 +143,13 @@ class ChatService:
         """The translated path: neutral events from any upstream kind, cached as a message."""
         plan: _Plan[Event] = _Plan(
             cache_key(req) if self._cacheable(req) else "",
-            lambda: self.router.events(req),
+            lambda served: self.router.events(req, served),
             ChatResult.from_json,
             lambda events: accumulate(events).to_json(),
         )
         status, hit, flight, coalesced = await self._run(plan, no_cache, no_store)
         result = hit if isinstance(hit, ChatResult) else None
-        return Execution(status, result, flight, coalesced)
+        return Execution(status, result, flight, coalesced, self._served(flight))
 
     async def execute_raw(
         self, req: ChatRequest, raw: RawRequest, *, no_cache: bool = False, no_store: bool = False
@@ -150,13 +157,17 @@ class ChatService:
         """The pass-through path: an Anthropic-kind upstream's own bytes, cached as they came."""
         plan: _Plan[bytes] = _Plan(
             raw_cache_key(raw) if self._cacheable(req) else "",
-            lambda: self.router.raw(req, raw),
+            lambda served: self.router.raw(req, raw, served),
             bytes,
             lambda chunks: complete_answer(b"".join(chunks), raw.stream),
         )
         status, hit, flight, coalesced = await self._run(plan, no_cache, no_store)
         body = hit if isinstance(hit, bytes) else None
-        return RawExecution(status, body, flight, coalesced)
+        return RawExecution(status, body, flight, coalesced, self._served(flight))
+
+    @staticmethod
+    def _served(flight: Flight[Any] | None) -> Served | None:
+        return None if flight is None else flight.served
 
     async def _run(
         self, plan: _Plan[T], no_cache: bool, no_store: bool
@@ -166,7 +177,7 @@ class ChatService:
         if not plan.key:
             self._check_capacity()
             self.metrics.cache["bypass"] += 1
-            return "bypass", None, Flight(plan.source(), _nothing), False
+            return "bypass", None, _flight(plan, _nothing), False
         assert self.cache is not None  # noqa: S101 - a key is only made when there is a cache
         key = plan.key
         if not no_cache:
@@ -192,7 +203,7 @@ class ChatService:
                 return "miss", None, flight, True
         self._check_capacity()
         self.metrics.cache["bypass" if no_cache else "miss"] += 1
-        new: Flight[T] = Flight(plan.source(), _Store(self, key, plan.encode, not no_store))
+        new = _flight(plan, _Store(self, key, plan.encode, not no_store))
         if self._in_air(key) is None:
             self._inflight[key] = new
         return ("bypass" if no_cache else "miss"), None, new, False
@@ -207,6 +218,8 @@ class ChatService:
         flight = self._inflight.get(key)
         if flight is None or not flight.done or flight.error is not None:
             return None
+        if flight.served is not None and flight.served.paid:
+            return None  # a paid upstream's answer is not the cache's to give
         value = plan.encode(flight.events)
         return None if value is None else plan.decode(value)
 
@@ -218,7 +231,8 @@ class ChatService:
         store: bool,
     ) -> None:
         try:
-            if store and flight.error is None and self.cache is not None:
+            paid = flight.served is not None and flight.served.paid
+            if store and not paid and flight.error is None and self.cache is not None:
                 value = encode(flight.events)
                 if value is not None:
                     await self.cache.put(key, value)

@@ -44,6 +44,7 @@ ENV_PREFIX = "VASTLLM_PROXY_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
 UpstreamKind = Literal["ollama", "openai", "anthropic"]
+UpstreamAuth = Literal["bearer", "x-api-key", "both"]
 CacheMode = Literal["deterministic", "all", "off"]
 
 
@@ -73,11 +74,56 @@ class UpstreamSettings(BaseModel):
     # more goes the translated way, which asks for the model's context per request. None: the
     # model's own.
     context_length: int | None = Field(default=None, ge=256)
+    # tried in this order (lowest first) among the upstreams of its kind of cost; ties go to the
+    # one with the fewest requests in flight
+    priority: int = 0
+    # a paid API (Anthropic's or OpenAI's): used only when no local upstream can take the
+    # request (every one unhealthy, at its max_outstanding, or answering 429/503/529), counted
+    # against ProxySettings.paid_requests_per_day, named in the answer's x-vastllm-upstream
+    # header, and never cached (the cache holds the answers of your own model)
+    paid: bool = False
+    # the model this upstream is asked for whatever the client named (a paid API's model, e.g.
+    # "claude-sonnet-4-5"); such an upstream serves every model. None: the resolved model
+    model: str | None = Field(default=None, min_length=1)
+    # requests in flight to this upstream at once before it counts as saturated (0 = no limit)
+    max_outstanding: int = Field(default=0, ge=0)
+    # how api_key is sent: Authorization: Bearer (OpenAI, vLLM, Ollama), x-api-key (Anthropic's
+    # API, which refuses a key sent as Bearer), or both. None: x-api-key for a paid anthropic
+    # upstream, both for another anthropic one (vLLM takes Bearer), else bearer
+    auth: UpstreamAuth | None = None
 
     @field_validator("base_url")
     @classmethod
     def _strip_slash(cls, v: str) -> str:
         return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _paid_upstream(self) -> UpstreamSettings:
+        if not self.paid:
+            return self
+        where = f"upstream {self.name!r}"
+        if self.kind == "ollama":
+            raise ValueError(f"{where}: a paid upstream is kind anthropic or openai")
+        if self.api_key is None or not self.api_key.get_secret_value():
+            raise ValueError(f"{where}: a paid upstream needs its api_key")
+        if self.model is None:
+            raise ValueError(f"{where}: a paid upstream needs the model to ask it for (model)")
+        try:
+            parts = urlsplit(self.base_url)
+            host = parts.hostname or ""
+        except ValueError:
+            raise ValueError(f"{where}: base_url is not a URL") from None
+        if parts.scheme != "https" and not is_loopback_bind(host):
+            raise ValueError(f"{where}: a paid upstream's key only travels over https")
+        return self
+
+    @property
+    def auth_header(self) -> UpstreamAuth:
+        if self.auth is not None:
+            return self.auth
+        if self.kind == "anthropic":
+            return "x-api-key" if self.paid else "both"
+        return "bearer"
 
 
 def _default_upstreams() -> list[UpstreamSettings]:
@@ -107,6 +153,10 @@ class ProxySettings(FileBackedSettings):
     active_model_file: Path = Path("/etc/vastllm/active_model.json")
     # empty string disables the cache entirely
     redis_url: str = f"redis://127.0.0.1:{REDIS_PORT}/0"
+    # the password the cache logs in to Redis with (AUTH), over any in redis_url; empty: the
+    # URL's, if any. The llm_proxy role sets it from the redis role's password file through the
+    # root-only environment (VASTLLM_PROXY_REDIS_PASSWORD), as it does the API keys
+    redis_password: SecretStr = SecretStr("")
     cache_mode: CacheMode = "deterministic"
     cache_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=1)
     cache_max_entry_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
@@ -128,6 +178,10 @@ class ProxySettings(FileBackedSettings):
     health_interval: float = Field(default=5.0, gt=0)
     # requests in flight to upstreams at once; beyond it the proxy answers 529 (0 = no limit)
     max_outstanding: int = Field(default=0, ge=0)
+    # requests paid upstreams may take per UTC day, all of them and all workers together (kept
+    # in Redis when the cache has one, else per worker: each gets its share); past it a request
+    # no local upstream can take gets 529 with the reason. 0: paid upstreams are never used
+    paid_requests_per_day: int = Field(default=200, ge=0)
     # Ollama keep_alive sent with each request (e.g. "-1" keeps the model loaded); None = server's
     ollama_keep_alive: str | None = None
     # Ollama keeps what does not fit in VRAM in system RAM and runs it on the CPU, silently and

@@ -140,3 +140,10 @@ def _pair(u: object, inp: int, out: int) -> tuple[int, int]:
         return inp, out
     i, o = u.get("input_tokens"), u.get("output_tokens")
     return (i if isinstance(i, int) and i else inp), (o if isinstance(o, int) and o else out)
+
+
+def renamed(body: bytes, model: str) -> bytes:
+    """``body`` as built, asking for ``model`` instead (an upstream with a model of its own)."""
+    out = orjson.loads(body)
+    out["model"] = model
+    return validate.dumps(out)

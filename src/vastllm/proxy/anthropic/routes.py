@@ -25,12 +25,14 @@ async def messages(request: web.Request) -> web.StreamResponse:
         no_cache, no_store = http_io.cache_directives(request.headers)
         rex = await st.service.execute_raw(req, raw, no_cache=no_cache, no_store=no_store)
         return await http_io.send_raw(request, rex, raw.stream, render.StreamEncoder.error)
-    ex, headers = await http_io.execute(st.service, request, req)
+    ex = await http_io.execute(st.service, request, req)
     if req.stream:
         encoder = render.StreamEncoder(req.model, req.prompt_tokens)
-        return await http_io.stream(request, ex, encoder, headers)
+        return await http_io.stream(request, ex, encoder)
     result = await ex.final()
-    return http_io.json_response(render.render_message(result, req.model), headers=headers)
+    return http_io.json_response(
+        render.render_message(result, req.model), headers=http_io.answer_headers(ex)
+    )
 
 
 async def count_tokens(request: web.Request) -> web.Response:

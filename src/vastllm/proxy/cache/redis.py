@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -43,7 +43,7 @@ class Address:
     path: str = ""  # unix socket path (then host/port are unused)
     db: int = 0
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)  # a secret: never in a repr or a log
     tls: bool = False
 
 
@@ -231,10 +231,16 @@ class _Connection(asyncio.Protocol):
 
 
 class RedisClient:
-    """Commands over one pipelined connection, (re)connected on demand by the first caller."""
+    """Commands over one pipelined connection, (re)connected on demand by the first caller.
 
-    def __init__(self, url: str, *, connect_timeout: float = 0.5, timeout: float = 2.0) -> None:
+    ``password`` (AUTH) is used over any in ``url``."""
+
+    def __init__(
+        self, url: str, *, connect_timeout: float = 0.5, timeout: float = 2.0, password: str = ""
+    ) -> None:
         self.address = parse_url(url)
+        if password:
+            self.address = replace(self.address, password=password)
         self._connect_timeout = connect_timeout
         self._timeout = timeout
         self._conn: _Connection | None = None

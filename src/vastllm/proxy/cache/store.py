@@ -66,13 +66,19 @@ def cache_key(req: ChatRequest) -> str:
 
 class ResponseCache:
     def __init__(
-        self, url: str, ttl: int, max_entry_bytes: int, retry_seconds: float = 2.0
+        self,
+        url: str,
+        ttl: int,
+        max_entry_bytes: int,
+        retry_seconds: float = 2.0,
+        *,
+        password: str = "",
     ) -> None:
         self.ttl = ttl
         self.max_entry_bytes = max_entry_bytes
         self._retry_seconds = retry_seconds
         # one pipelined connection; fail fast (no retries) so a dead Redis costs a request little
-        self._redis = RedisClient(url, connect_timeout=0.5, timeout=2.0)
+        self._redis = RedisClient(url, connect_timeout=0.5, timeout=2.0, password=password)
         self.up: bool | None = None  # None until the first call
         self._down_until = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -108,6 +114,24 @@ class ResponseCache:
             return False
         self._mark_up()
         return True
+
+    async def incr(self, key: str, ttl: int) -> int | None:
+        """Add one to the counter ``key`` (its own key, outside the cache's prefix), which lives
+        ``ttl`` seconds from its first count; the new value, or None when Redis is unusable."""
+        if not self._usable():
+            return None
+        try:
+            n = await self._redis.execute("INCR", key)
+            if n == 1:
+                await self._redis.execute("EXPIRE", key, ttl)
+        except (RedisError, OSError) as e:
+            self._failed("INCR", e)
+            return None
+        if not isinstance(n, int):
+            self._failed("INCR", RedisError(f"INCR answered {n!r}"))
+            return None
+        self._mark_up()
+        return n
 
     def _mark_up(self) -> None:
         if self.up is False:

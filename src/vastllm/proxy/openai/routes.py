@@ -23,13 +23,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     st = state_of(request)
     body = await http_io.read_json(request, st.settings.max_body_bytes)
     req = parse.parse(body)
-    ex, headers = await http_io.execute(st.service, request, req)
+    ex = await http_io.execute(st.service, request, req)
     model = req.model or (req.target.name if req.target else "")
     if req.stream:
         encoder = render.StreamEncoder(model, parse.include_usage(body))
-        return await http_io.stream(request, ex, encoder, headers)
+        return await http_io.stream(request, ex, encoder)
     result = await ex.final()
-    return http_io.json_response(render.render_completion(result, model), headers=headers)
+    return http_io.json_response(
+        render.render_completion(result, model), headers=http_io.answer_headers(ex)
+    )
 
 
 async def models(request: web.Request) -> web.Response:
@@ -68,11 +70,11 @@ async def seed_chat(request: web.Request) -> web.Response:
         k: body[k] for k in ("messages", "max_tokens", "temperature", "model") if k in body
     }
     req = parse.parse(allowed)
-    ex, _ = await http_io.execute(st.service, request, req)
+    ex = await http_io.execute(st.service, request, req)
     result = await ex.final()
     model = req.target.name if req.target else req.model
     return http_io.json_response(
-        render.render_completion(result, model), headers={"x-vastllm-cache": ex.status}
+        render.render_completion(result, model), headers=http_io.answer_headers(ex)
     )
 
 
@@ -91,7 +93,7 @@ async def seed_generate(request: web.Request) -> web.Response:
         temperature=v.opt_number(body, "temperature", 0.0, 2.0),
         stop=v.stop_list(body.get("stop"), "stop"),
     )
-    ex, _ = await http_io.execute(st.service, request, req)
+    ex = await http_io.execute(st.service, request, req)
     result = await ex.final()
     out: dict[str, Any] = {
         "text": result.text,
@@ -99,7 +101,7 @@ async def seed_generate(request: web.Request) -> web.Response:
         "model": req.target.name if req.target else model,
         "finish_reason": result.finish,
     }
-    return http_io.json_response(orjson.dumps(out), headers={"x-vastllm-cache": ex.status})
+    return http_io.json_response(orjson.dumps(out), headers=http_io.answer_headers(ex))
 
 
 def add_routes(app: web.Application) -> None:

@@ -13,8 +13,9 @@ Two ways through it:
   Thinking is not part of the neutral model and is dropped there.
 
 Headers: ``anthropic-version`` (the client's on pass-through, else :data:`ANTHROPIC_VERSION`),
-``anthropic-beta`` when the client sent it, and the upstream's key as both ``x-api-key``
-(Anthropic) and ``Authorization: Bearer`` (vLLM's ``--api-key``).
+``anthropic-beta`` when the client sent it, and the upstream's key as ``x-api-key`` (Anthropic's
+API, which refuses an API key sent as Bearer) for a paid upstream, else as both ``x-api-key``
+and ``Authorization: Bearer`` (vLLM's ``--api-key``); the upstream's ``auth`` setting overrides.
 """
 
 from __future__ import annotations
@@ -144,12 +145,11 @@ def _tool_choice(choice: str | dict[str, str]) -> dict[str, str]:
     return {"type": {"required": "any"}.get(choice, choice)}
 
 
-def build_payload(req: ChatRequest) -> dict[str, Any]:
+def build_payload(req: ChatRequest, model: str) -> dict[str, Any]:
     """A Messages API request for a neutral one (the translated way)."""
-    assert req.target is not None  # noqa: S101 - the service resolves before sending
     system, messages = anthropic_messages(req.messages)
     payload: dict[str, Any] = {
-        "model": req.target.name,
+        "model": model,
         "max_tokens": req.num_predict,
         "messages": messages,
         "stream": req.stream,
@@ -181,15 +181,12 @@ class AnthropicClient(UpstreamClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._headers["anthropic-version"] = ANTHROPIC_VERSION
-        bearer = self._headers.get("Authorization")
-        if bearer is not None:
-            self._headers["x-api-key"] = bearer.removeprefix("Bearer ")
 
     async def health(self) -> bool:
         return await self._get_ok(self._v1("/v1/models"))
 
     async def events(self, req: ChatRequest) -> AsyncGenerator[Event, None]:
-        body = validate.dumps(build_payload(req))
+        body = validate.dumps(build_payload(req, self.model_for(req)))
         resp = await self._post_bytes(self._v1(MESSAGES), body, {})
         if not req.stream:
             obj = self._decode(await self._read_all(resp))

@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 
 from vastllm.proxy import errors, validate
+from vastllm.proxy.anthropic import passthrough
 from vastllm.proxy.anthropic.passthrough import RawRequest
 from vastllm.proxy.neutral import ChatRequest, Event
 from vastllm.proxy.settings import UpstreamSettings
@@ -60,11 +61,27 @@ class UpstreamClient(ABC):
         self._session = session
         self._headers = {"Content-Type": "application/json"}
         if cfg.api_key is not None:
-            self._headers["Authorization"] = "Bearer " + cfg.api_key.get_secret_value()
+            key = cfg.api_key.get_secret_value()
+            auth = cfg.auth_header
+            if auth in ("bearer", "both"):
+                self._headers["Authorization"] = "Bearer " + key
+            if auth in ("x-api-key", "both"):
+                self._headers["x-api-key"] = key
         self.speaks_messages = (
             self.speaks_messages_by_default if cfg.messages is None else cfg.messages
         )
         self.context_length = cfg.context_length
+        self.model = cfg.model
+        self.paid = cfg.paid
+        self.priority = cfg.priority
+        self.max_outstanding = cfg.max_outstanding
+
+    def model_for(self, req: ChatRequest) -> str:
+        """The model name this upstream is asked for: its own ``model``, else the resolved one."""
+        if self.model is not None:
+            return self.model
+        assert req.target is not None  # noqa: S101 - the service resolves before sending
+        return req.target.name
 
     def _v1(self, tail: str) -> str:
         """``tail`` (``/v1/...``) under a base URL given with or without ``/v1``."""
@@ -73,7 +90,8 @@ class UpstreamClient(ABC):
     async def send_raw(self, raw: RawRequest) -> AsyncGenerator[bytes, None]:
         """A pass-through request's answer, chunk by chunk as it arrives (servers of the
         Messages API only: ``speaks_messages``)."""
-        resp = await self._post_bytes(self._v1(raw.path), raw.body, dict(raw.headers))
+        body = raw.body if self.model is None else passthrough.renamed(raw.body, self.model)
+        resp = await self._post_bytes(self._v1(raw.path), body, dict(raw.headers))
         async with contextlib.aclosing(self._chunks(resp)) as chunks:
             async for chunk in chunks:
                 yield chunk
@@ -167,7 +185,7 @@ class UpstreamClient(ABC):
             err = errors.for_status(
                 resp.status, f"upstream {self.name}: {_error_message(raw, resp.status)}"
             )
-            if resp.status >= 500:
+            if resp.status >= 500 or resp.status == 429:
                 raise Failover(err, unreachable=False)
             raise err
         return resp

@@ -62,7 +62,7 @@ def ollama_messages(messages: list[Message]) -> list[dict[str, Any]]:
     return out
 
 
-def build_payload(req: ChatRequest, keep_alive: str | None) -> dict[str, Any]:
+def build_payload(req: ChatRequest, model: str, keep_alive: str | None) -> dict[str, Any]:
     assert req.target is not None  # noqa: S101 - the service resolves before sending
     options: dict[str, Any] = {"num_ctx": req.target.context_length, "num_predict": req.num_predict}
     if req.temperature is not None:
@@ -76,7 +76,7 @@ def build_payload(req: ChatRequest, keep_alive: str | None) -> dict[str, Any]:
     if req.stop:
         options["stop"] = req.stop
     payload: dict[str, Any] = {
-        "model": req.target.name,
+        "model": model,
         "messages": ollama_messages(req.messages),
         "stream": req.stream,
         "options": options,
@@ -127,7 +127,9 @@ class OllamaClient(UpstreamClient):
         return await self._get_json("/api/ps", seconds)
 
     async def events(self, req: ChatRequest) -> AsyncGenerator[Event, None]:
-        resp = await self._post("/api/chat", build_payload(req, self._keep_alive))
+        resp = await self._post(
+            "/api/chat", build_payload(req, self.model_for(req), self._keep_alive)
+        )
         if not req.stream:
             obj = self._decode(await self._read_all(resp))
             message = obj.get("message") or {}

@@ -64,10 +64,9 @@ def openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
     return out
 
 
-def build_payload(req: ChatRequest) -> dict[str, Any]:
-    assert req.target is not None  # noqa: S101 - the service resolves before sending
+def build_payload(req: ChatRequest, model: str) -> dict[str, Any]:
     payload: dict[str, Any] = {
-        "model": req.target.name,
+        "model": model,
         "messages": openai_messages(req.messages),
         "max_tokens": req.num_predict,
         "stream": req.stream,
@@ -130,7 +129,9 @@ class OpenAIClient(UpstreamClient):
             return None
 
     async def events(self, req: ChatRequest) -> AsyncGenerator[Event, None]:
-        resp = await self._post(self._path("/v1/chat/completions"), build_payload(req))
+        resp = await self._post(
+            self._path("/v1/chat/completions"), build_payload(req, self.model_for(req))
+        )
         if not req.stream:
             obj = self._decode(await self._read_all(resp))
             choices = obj.get("choices") or [{}]

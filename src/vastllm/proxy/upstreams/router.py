@@ -1,10 +1,20 @@
-"""Upstream pool: background health checks, least-outstanding routing, failover.
+"""Upstream pool: background health checks, routing by priority and load, failover, the paid
+last resort.
 
-A request goes to the healthy upstream of its engine (the wire protocol the active model is
-served over: ``ollama``, ``openai`` or ``anthropic``) with the fewest requests in flight (ties
-rotate). If that upstream cannot be reached, or fails with a 5xx, before any part of the answer
-was passed on, the next one is tried; once an event went out, a failure is the client's to see.
-The same holds for pass-through answers (:meth:`Router.raw`), whose items are bytes.
+A request goes to an upstream of its engine (the wire protocol the active model is served over:
+``ollama``, ``openai`` or ``anthropic``; an upstream with a ``model`` of its own serves any):
+
+1. of the **ready** ones (healthy, below their ``max_outstanding``), the local ones of the lowest
+   ``priority``, the one with the fewest requests in flight (ties rotate);
+2. when no local upstream is ready, a **paid** one (``paid: true``: Anthropic's or OpenAI's API),
+   in the same order, while the day's budget of paid requests lasts
+   (:mod:`vastllm.proxy.upstreams.paid`);
+3. when none is ready, a local one anyway (a health check can be stale), never a paid one.
+
+If the upstream cannot be reached, or answers 429 or a 5xx (503, 529: busy), before any part of
+the answer was passed on, the next one is tried; once an item went out, a failure is the
+client's to see. The same holds for pass-through answers (:meth:`Router.raw`), whose items are
+bytes. Which upstream answered is kept in a :class:`Served` (the ``x-vastllm-upstream`` header).
 """
 
 from __future__ import annotations
@@ -22,22 +32,26 @@ import aiohttp
 from vastllm.proxy import errors
 from vastllm.proxy.anthropic import passthrough
 from vastllm.proxy.anthropic.passthrough import RawRequest
+from vastllm.proxy.flights import Served
 from vastllm.proxy.metrics import Metrics, UpstreamGauge
 from vastllm.proxy.neutral import ChatRequest, Event, Finish, ModelTarget
-from vastllm.proxy.settings import ProxySettings
+from vastllm.proxy.settings import ProxySettings, UpstreamSettings
+from vastllm.proxy.upstreams.affinity import Affinity, conversation_key
 from vastllm.proxy.upstreams.anthropic import AnthropicClient
 from vastllm.proxy.upstreams.base import Failover, UpstreamClient
 from vastllm.proxy.upstreams.ollama import OllamaClient
 from vastllm.proxy.upstreams.openai import OpenAIClient
+from vastllm.proxy.upstreams.paid import Counter, PaidBudget
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 class Upstream:
-    __slots__ = ("client", "healthy", "last_error", "outstanding")
+    __slots__ = ("cfg", "client", "healthy", "last_error", "outstanding")
 
-    def __init__(self, client: UpstreamClient) -> None:
+    def __init__(self, cfg: UpstreamSettings, client: UpstreamClient) -> None:
+        self.cfg = cfg  # what it was built from: a reload keeps it when this is unchanged
         self.client = client
         self.healthy = True  # optimistic until the first check says otherwise
         self.outstanding = 0
@@ -47,30 +61,71 @@ class Upstream:
     def name(self) -> str:
         return self.client.name
 
+    @property
+    def ready(self) -> bool:
+        """Healthy and below its ``max_outstanding``."""
+        limit = self.client.max_outstanding
+        return self.healthy and not (limit and self.outstanding >= limit)
+
+    @property
+    def rank(self) -> tuple[bool, int]:
+        return self.client.paid, self.client.priority
+
 
 class Router:
     def __init__(
-        self, settings: ProxySettings, session: aiohttp.ClientSession, metrics: Metrics
+        self,
+        settings: ProxySettings,
+        session: aiohttp.ClientSession,
+        metrics: Metrics,
+        paid_counter: Counter | None = None,
     ) -> None:
-        self.upstreams: list[Upstream] = []
-        for cfg in settings.upstreams:
-            client: UpstreamClient
-            if cfg.kind == "ollama":
-                client = OllamaClient(cfg, session, settings.ollama_keep_alive)
-            elif cfg.kind == "anthropic":
-                client = AnthropicClient(cfg, session)
-            else:
-                client = OpenAIClient(cfg, session)
-            self.upstreams.append(Upstream(client))
+        self._session = session
+        self._keep_alive = settings.ollama_keep_alive
+        self.upstreams: list[Upstream] = [self._upstream(cfg) for cfg in settings.upstreams]
+        self._affinity = Affinity()
         self._metrics = metrics
+        self.budget = PaidBudget(settings.paid_requests_per_day, settings.workers, paid_counter)
         self._interval = settings.health_interval
         self._rr = itertools.count()
         self._task: asyncio.Task[None] | None = None
 
+    def _upstream(self, cfg: UpstreamSettings) -> Upstream:
+        client: UpstreamClient
+        if cfg.kind == "ollama":
+            client = OllamaClient(cfg, self._session, self._keep_alive)
+        elif cfg.kind == "anthropic":
+            client = AnthropicClient(cfg, self._session)
+        else:
+            client = OpenAIClient(cfg, self._session)
+        return Upstream(cfg, client)
+
+    def reload(self, upstreams: list[UpstreamSettings]) -> tuple[list[str], list[str]]:
+        """Serve ``upstreams`` from now on: an unchanged one keeps its state (health, requests
+        in flight), a changed or new one starts fresh, a removed one is dropped; requests in
+        flight finish where they are. Returns (added or changed, removed) names."""
+        old = {u.name: u for u in self.upstreams}
+        kept: list[Upstream] = []
+        changed: list[str] = []
+        for cfg in upstreams:
+            up = old.get(cfg.name)
+            if up is not None and _same(up.cfg, cfg):
+                kept.append(up)
+            else:
+                kept.append(self._upstream(cfg))
+                changed.append(cfg.name)
+        names = {cfg.name for cfg in upstreams}
+        removed = [name for name in old if name not in names]
+        for name in removed + changed:
+            self._affinity.forget(name)
+        self.upstreams = kept
+        return changed, removed
+
     # -- health -------------------------------------------------------------------------------
     async def check_all(self) -> None:
-        results = await asyncio.gather(*(u.client.health() for u in self.upstreams))
-        for up, ok in zip(self.upstreams, results, strict=True):
+        checked = list(self.upstreams)  # a reload during the checks does not mix them up
+        results = await asyncio.gather(*(u.client.health() for u in checked))
+        for up, ok in zip(checked, results, strict=True):
             if ok != up.healthy:
                 log.warning("upstream %s is now %s", up.name, "healthy" if ok else "unhealthy")
             up.healthy = ok
@@ -104,26 +159,53 @@ class Router:
 
     # -- routing ------------------------------------------------------------------------------
     def _pick(
-        self, engine: str | None, tried: set[str], *, messages: bool = False, prompt: int = 0
+        self,
+        engine: str | None,
+        tried: set[str],
+        *,
+        messages: bool = False,
+        prompt: int = 0,
+        paid: bool = True,
+        prefer: str | None = None,
     ) -> Upstream | None:
+        """The next upstream to try, in the order of the module docstring (``paid``: whether a
+        paid one may be chosen; ``prefer``: the conversation's upstream, taken when it is ready
+        and ranks with the best of the ready ones)."""
         pool = [
             u
             for u in self.upstreams
             if u.name not in tried
-            and (engine is None or u.client.kind == engine)
+            and (engine is None or u.client.kind == engine or u.client.model is not None)
             and (not messages or self._takes(u, prompt))
         ]
+        ready = [u for u in pool if u.ready and (paid or not u.client.paid)]
+        if prefer is not None and ready:
+            best = min(u.rank for u in ready)
+            for u in ready:
+                if u.name == prefer and u.rank == best:
+                    return u
+        return self._least_busy(ready or [u for u in pool if not u.client.paid])
+
+    def _least_busy(self, pool: list[Upstream]) -> Upstream | None:
+        """Of the best-ranked (local first, then by priority), the one with the fewest requests
+        in flight; ties rotate."""
         if not pool:
             return None
-        healthy = [u for u in pool if u.healthy] or pool
-        low = min(u.outstanding for u in healthy)
-        best = [u for u in healthy if u.outstanding == low]
+        rank = min(u.rank for u in pool)
+        tier = [u for u in pool if u.rank == rank]
+        low = min(u.outstanding for u in tier)
+        best = [u for u in tier if u.outstanding == low]
         return best[next(self._rr) % len(best)]
 
-    async def events(self, req: ChatRequest) -> AsyncGenerator[Event, None]:
+    async def events(
+        self, req: ChatRequest, served: Served | None = None
+    ) -> AsyncGenerator[Event, None]:
         """The answer from the best upstream, failing over while nothing was passed on."""
         engine = req.target.engine if req.target is not None else None
-        async with contextlib.aclosing(self._answer(engine, lambda c: c.events(req))) as answer:
+        call = self._answer(
+            engine, lambda c: c.events(req), served=served, conversation=conversation_key(req)
+        )
+        async with contextlib.aclosing(call) as answer:
             async for ev in answer:
                 if isinstance(ev, Finish):
                     self._metrics.tokens(ev.input_tokens, ev.output_tokens)
@@ -144,16 +226,23 @@ class Router:
         rooms = [
             (u.client.context_length or target.context_length) - prompt
             for u in self.upstreams
-            if u.client.kind == target.engine and self._takes(u, prompt)
+            if u.client.kind == target.engine and not u.client.paid and self._takes(u, prompt)
         ]
         return max(rooms) if rooms else None
 
-    async def raw(self, req: ChatRequest, raw: RawRequest) -> AsyncGenerator[bytes, None]:
+    async def raw(
+        self, req: ChatRequest, raw: RawRequest, served: Served | None = None
+    ) -> AsyncGenerator[bytes, None]:
         """A pass-through answer's bytes from the best upstream that speaks Messages."""
         seen: list[bytes] = []
         engine = req.target.engine if req.target is not None else None
         call = self._answer(
-            engine, lambda c: c.send_raw(raw), messages=True, prompt=req.prompt_tokens
+            engine,
+            lambda c: c.send_raw(raw),
+            messages=True,
+            prompt=req.prompt_tokens,
+            served=served,
+            conversation=conversation_key(req),
         )
         async with contextlib.aclosing(call) as answer:
             async for chunk in answer:
@@ -162,9 +251,9 @@ class Router:
         self._metrics.tokens(*passthrough.usage(b"".join(seen), raw.stream))
 
     async def count_tokens(self, target: ModelTarget, raw: RawRequest) -> bytes | None:
-        """An upstream's own token count; None when none of them has the endpoint."""
+        """A local upstream's own token count; None when none of them has the endpoint."""
         tried: set[str] = set()
-        while (up := self._pick(target.engine, tried, messages=True)) is not None:
+        while (up := self._pick(target.engine, tried, messages=True, paid=False)) is not None:
             tried.add(up.name)
             try:
                 counted = await up.client.count_tokens(raw)
@@ -175,6 +264,15 @@ class Router:
                 return counted
         return None
 
+    def _answered(self, conversation: str, prefer: str | None, up: Upstream) -> None:
+        """``up`` answers a ``conversation`` last answered by ``prefer``: count and remember it
+        (a paid upstream's answer is not remembered: the conversation returns home)."""
+        self._metrics.affinity(
+            "new" if prefer is None else "kept" if up.name == prefer else "moved"
+        )
+        if not up.client.paid:
+            self._affinity.answered(conversation, up.name)
+
     async def _answer(
         self,
         engine: str | None,
@@ -182,14 +280,27 @@ class Router:
         *,
         messages: bool = False,
         prompt: int = 0,
+        served: Served | None = None,
+        conversation: str | None = None,
     ) -> AsyncGenerator[T, None]:
         """``call`` on the best upstream for ``engine`` (of those that speak the Messages API
-        with ``messages``), failing over while nothing was passed on; once an item went out, a
-        failure is the client's to see."""
+        with ``messages``; the ``conversation``'s own while it is ready), failing over while
+        nothing was passed on; once an item went out, a failure is the client's to see."""
         tried: set[str] = set()
         last: errors.ProxyError | None = None
-        while (up := self._pick(engine, tried, messages=messages, prompt=prompt)) is not None:
+        capped = False
+        prefer = self._affinity.preferred(conversation)
+        while (
+            up := self._pick(
+                engine, tried, messages=messages, prompt=prompt, paid=not capped, prefer=prefer
+            )
+        ) is not None:
             tried.add(up.name)
+            if up.client.paid:
+                if not await self.budget.take():
+                    capped = True
+                    continue
+                self._metrics.paid_sent(up.name)
             sent = False
             ok = False
             up.outstanding += 1
@@ -197,6 +308,11 @@ class Router:
             try:
                 async with contextlib.aclosing(call(up.client)) as items:
                     async for item in items:
+                        if not sent:
+                            if served is not None:
+                                served.upstream, served.paid = up.name, up.client.paid
+                            if conversation is not None:
+                                self._answered(conversation, prefer, up)
                         sent = True
                         yield item
                 ok = True
@@ -215,9 +331,26 @@ class Router:
             finally:
                 up.outstanding -= 1
                 self._metrics.upstream_done(up.name, time.monotonic() - t0, ok)
+        if capped:
+            self._metrics.paid_refused += 1
+            why = f" ({last.message})" if last is not None else ""
+            raise errors.Overloaded(
+                f"no local upstream could take the request{why}, and the paid fallback is not "
+                f"used: {self.budget.reason}"
+            )
         if last is None:
             raise errors.Unavailable(f"no upstream serves engine {engine!r}")
         if isinstance(last, errors.Unavailable):
             names = ", ".join(u.name for u in self.upstreams)
             raise errors.Unavailable(f"no upstream reachable ({names}): {last.message}")
         raise last
+
+
+def _same(a: UpstreamSettings, b: UpstreamSettings) -> bool:
+    """Equal settings, keys included (SecretStr compares equal only to itself)."""
+
+    def plain(u: UpstreamSettings) -> tuple[object, ...]:
+        key = None if u.api_key is None else u.api_key.get_secret_value()
+        return (u.model_dump(exclude={"api_key"}), key)
+
+    return plain(a) == plain(b)
