@@ -13,12 +13,12 @@ as it was, logged with the problem (never a value, see :func:`vastllm.config_fil
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from pathlib import Path
 
 from vastllm.config_file import InvalidSettings, load_settings
+from vastllm.proxy import background
 from vastllm.proxy.settings import CONFIG_ENV, ENV_PREFIX, ProxySettings
 from vastllm.proxy.upstreams.router import Router
 
@@ -85,7 +85,4 @@ class ConfigWatcher:
             self._task = asyncio.create_task(self._loop(interval), name="config-reload")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await background.cancel(self._task)

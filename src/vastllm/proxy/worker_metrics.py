@@ -7,13 +7,13 @@ come from the answering worker; requests in flight are summed."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from typing import Any
 
 import orjson
 
+from vastllm.proxy import background
 from vastllm.proxy.metrics import Metrics, UpstreamGauge
 from vastllm.proxy.upstreams.router import Router
 from vastllm.proxy.workers import WorkerRole
@@ -70,7 +70,4 @@ class WorkerMetrics:
         self._task = asyncio.create_task(self._loop(), name="worker-metrics")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await background.cancel(self._task)

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from vastllm.proxy import validate
+from vastllm.proxy import background, validate
 from vastllm.proxy.cache.redis import RedisClient, RedisError
 from vastllm.proxy.neutral import ChatRequest
 
@@ -156,9 +156,6 @@ class ResponseCache:
         self._task = asyncio.create_task(self._loop(interval), name="redis-health")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await background.cancel(self._task)
         with contextlib.suppress(RedisError, OSError):
             await self._redis.aclose()

@@ -29,7 +29,7 @@ from typing import TypeVar
 
 import aiohttp
 
-from vastllm.proxy import errors
+from vastllm.proxy import background, errors
 from vastllm.proxy.anthropic import passthrough
 from vastllm.proxy.anthropic.passthrough import RawRequest
 from vastllm.proxy.flights import Served
@@ -146,10 +146,7 @@ class Router:
         self._task = asyncio.create_task(self._loop(), name="upstream-health")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await background.cancel(self._task)
 
     def gauges(self) -> list[UpstreamGauge]:
         return [UpstreamGauge(u.name, u.healthy, u.outstanding) for u in self.upstreams]
