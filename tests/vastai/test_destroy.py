@@ -19,7 +19,7 @@ import yaml
 
 from tests.doubles.vastai_api_double import FIRST_ID
 from tests.support import REPO
-from tests.vast.playbook_support import ANSIBLE_PLAYBOOK, KEY, Controller, controller
+from tests.vastai.playbook_support import ANSIBLE_PLAYBOOK, KEY, Controller, controller
 
 DESTROY = REPO / "playbooks" / "destroy.yml"
 ID = {n: FIRST_ID + n for n in range(33)}

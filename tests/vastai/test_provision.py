@@ -13,7 +13,7 @@ import pytest
 
 from tests.doubles.vastai_api_double import FIRST_ID, make_instance
 from tests.support import REPO
-from tests.vast.playbook_support import KEY, Controller, PlaybookRun, controller, real_sshd
+from tests.vastai.playbook_support import KEY, Controller, PlaybookRun, controller, real_sshd
 
 PROVISION = REPO / "playbooks" / "provision.yml"
 ANSIBLE = REPO / ".venv" / "bin" / "ansible"

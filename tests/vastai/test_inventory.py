@@ -11,7 +11,7 @@ import yaml
 
 from tests.doubles.vastai_api_double import FIRST_ID
 from tests.support import REPO
-from tests.vast.conftest import Env
+from tests.vastai.conftest import Env
 
 KEY = "test-vast-key"
 BAD_KEY_MSG = (

@@ -26,7 +26,7 @@ import yaml
 
 from tests.doubles.vastai_api_double import FIRST_ID, VastApiDouble
 from tests.support import REPO, free_port
-from tests.vast.playbook_support import KEY, Controller, controller
+from tests.vastai.playbook_support import KEY, Controller, controller
 
 RESOLVER = REPO / "roles" / "tunnel" / "files" / "vast-tunnel.py"
 API_CLIENT = REPO / "plugins" / "module_utils" / "vastai_api.py"
