@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import hashlib
 import os
 import subprocess
 import sys
@@ -134,13 +135,25 @@ class Bucket:
     admin: Any
     options: S3Options
 
-    def put(self, key: str, body: bytes, metadata: dict[str, str] | None = None) -> str:
-        self.admin.put_object(Bucket=self.name, Key=key, Body=body, Metadata=metadata or {})
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        metadata: dict[str, str] | None = None,
+        *,
+        verified: bool = True,
+    ) -> str:
+        """Upload `body`; with its sha256 as x-amz-meta-sha256 (what the project's uploads set,
+        and what fetch needs) unless `metadata` names another or `verified` is false."""
+        meta = {"sha256": hashlib.sha256(body).hexdigest()} if verified else {}
+        meta.update(metadata or {})
+        self.admin.put_object(Bucket=self.name, Key=key, Body=body, Metadata=meta)
         return f"s3://{self.name}/{key}"
 
     def put_files(self, prefix: str, files: dict[str, bytes]) -> str:
+        """Upload the files of a prefix as they are (no SHA256SUMS added: the caller's)."""
         for name, data in files.items():
-            self.put(prefix + name, data)
+            self.put(prefix + name, data, verified=False)
         return f"s3://{self.name}/{prefix}"
 
     def counting(self) -> CountingClient:

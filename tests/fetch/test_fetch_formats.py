@@ -33,7 +33,7 @@ def test_tarball_is_extracted_with_parallel_ranges(
     assert result.bytes == len(body)
     assert result.extracted_bytes == sum(len(v) for v in files.values())
     assert result.sha256 == sha256(body)
-    assert result.sha256_verified is False  # no expected value was given
+    assert result.sha256_verified is True  # against the x-amz-meta-sha256 Bucket.put sets
     assert result.layout["kind"] == "sharded-safetensors"
     # the body was fetched as many byte ranges, never as one GET
     chunks = -(-len(body) // SMALL_TRANSFER.chunk_size)
@@ -110,11 +110,19 @@ def test_prefix_is_fetched_and_checked_against_sha256sums(bucket: Bucket, models
     assert {f["path"]: f["etag"] for f in marker["files"]} == etags
 
 
-def test_prefix_without_sha256sums_is_fetched_unverified(bucket: Bucket, models_dir: Path) -> None:
+def test_prefix_without_sha256sums_is_fetched_unverified_when_allowed(
+    bucket: Bucket, models_dir: Path
+) -> None:
     files = {"model.safetensors": b"w" * 300_000, "config.json": b"{}"}
     url = bucket.put_files("single/", files)
 
-    result = fetch(url, models_dir / "single", transfer=SMALL_TRANSFER, s3=bucket.options)
+    result = fetch(
+        url,
+        models_dir / "single",
+        transfer=SMALL_TRANSFER,
+        s3=bucket.options,
+        allow_unverified=True,
+    )
 
     assert read_tree(models_dir / "single") == files
     assert result.sha256_verified is False

@@ -17,7 +17,7 @@ import boto3
 import pytest
 
 from tests.fetch.conftest import REGION, Bucket, start_moto, stop_moto
-from tests.fetch.models import archive, sharded_model
+from tests.fetch.models import archive, sha256, sharded_model
 from tests.support import free_port
 from vastllm.fetch import (
     S3AccessDenied,
@@ -59,8 +59,9 @@ def auth_server() -> Iterator[AuthServer]:
         )
         s3 = boto3.client("s3", **admin)
         s3.create_bucket(Bucket="private-models")
+        body = archive(sharded_model(shards=1), "tar")
         s3.put_object(
-            Bucket="private-models", Key="m.tar", Body=archive(sharded_model(shards=1), "tar")
+            Bucket="private-models", Key="m.tar", Body=body, Metadata={"sha256": sha256(body)}
         )
         # from now on every request is authenticated
         request = urllib.request.Request(  # noqa: S310 - loopback moto server

@@ -116,7 +116,7 @@ def test_stopped_redis_degrades_the_proxy_then_recover_restores_it(host):
     assert "200 OK" in answer.stdout, answer.stdout
     wait_for(lambda: health(host, 8082).get("status") == "degraded", 30, "proxy health degraded")
     assert_recovered_then_quiet(recover())
-    assert host.run("redis-cli ping").stdout.strip() == "PONG"
+    assert host.run("/usr/local/lib/vastllm/redis-cli ping").stdout.strip() == "PONG"
     wait_for(lambda: health(host, 8082).get("status") == "ok", 30, "proxy health ok")
 
 

@@ -34,6 +34,9 @@ class Candidate:
     source: str = ""  # Ollama tag (defaults to name) or s3:// URL of a model tarball/prefix
     cpu_ok: bool = False
     sha256: str | None = None  # expected sha256 of an S3 tarball (transformers, vllm)
+    # fetch an S3 source with no sha256 to check it against (no sha256 here, no
+    # x-amz-meta-sha256, no SHA256SUMS); the fetch refuses it otherwise
+    allow_unverified: bool = False
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -116,6 +119,7 @@ _KNOWN = {
     "source",
     "cpu_ok",
     "sha256",
+    "allow_unverified",
     "notes",
 }
 
@@ -134,6 +138,9 @@ def candidate_from_dict(entry: dict[str, Any]) -> Candidate:
     except (TypeError, ValueError) as exc:
         raise UsageError(f"candidate {name}: {exc}") from exc
     engine = str(entry.get("engine", "ollama"))
+    allow_unverified = entry.get("allow_unverified", False)
+    if not isinstance(allow_unverified, bool):
+        raise UsageError(f"candidate {name}: allow_unverified must be true or false")
     return Candidate(
         name=name,
         engine=cast("Engine", engine),
@@ -143,6 +150,7 @@ def candidate_from_dict(entry: dict[str, Any]) -> Candidate:
         source=str(entry.get("source") or ""),
         cpu_ok=bool(entry.get("cpu_ok", False)),
         sha256=entry.get("sha256"),
+        allow_unverified=allow_unverified,
         notes=str(entry.get("notes") or ""),
         extra={k: v for k, v in entry.items() if k not in _KNOWN},
     )

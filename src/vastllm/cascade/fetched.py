@@ -82,6 +82,8 @@ class FetchedModelEngine:
         ]
         if candidate.sha256:
             command += ["--sha256", candidate.sha256]
+        if candidate.allow_unverified:
+            command.append("--allow-unverified")
         last_error = ""
         with subprocess.Popen(
             command,

@@ -5,7 +5,9 @@
 
 No temporary tarball: parallel ranged GETs feed a reorder buffer, the decompressor and a
 streaming tar extractor that writes into `.<name>.partial-XXXX` beside the target; the
-directory is renamed into place once the sha256 and the layout check pass. A marker file
+directory is renamed into place once the sha256 and the layout check pass. The sha256 comes
+from the caller, the object's `x-amz-meta-sha256` or a prefix's SHA256SUMS; without one the
+fetch is refused unless `allow_unverified`. A marker file
 (`.vastllm-fetch.json`) makes the next run a no-op after one HEAD, and lets `verify` and
 `repair` find and re-fetch a deleted or damaged shard.
 """
@@ -25,6 +27,7 @@ from vastllm.fetch.errors import (
     S3NotFound,
     S3Unreachable,
     UnsafeArchive,
+    Unverified,
     UsageError,
 )
 from vastllm.fetch.layout import Layout, detect_layout
@@ -54,6 +57,7 @@ __all__ = [
     "S3Unreachable",
     "TransferOptions",
     "UnsafeArchive",
+    "Unverified",
     "UsageError",
     "VerifyReport",
     "detect_layout",

@@ -27,6 +27,7 @@ from vastllm.fetch.errors import (
     DestinationError,
     DiskFull,
     S3NotFound,
+    Unverified,
     UsageError,
 )
 from vastllm.fetch.extract import prepare_parent
@@ -102,6 +103,19 @@ def _expected_sha256(arg: str | None, info: ObjectInfo | None) -> dict[str, str]
     return expected
 
 
+def _require_reference(src: S3Url, found: bool, allow_unverified: bool) -> None:
+    """Refuse a source with no sha256 to check it against, unless unverified is allowed."""
+    if found or allow_unverified:
+        return
+    raise Unverified(
+        f"no sha256 to check {src} against, so nothing was fetched: give it with --sha256 "
+        "(Ansible: model_fetch_sha256), upload the object with x-amz-meta-sha256 metadata "
+        "(aws s3 cp --metadata sha256=...), or put a SHA256SUMS file of every file under a "
+        "prefix; or pass --allow-unverified (Ansible: model_fetch_allow_unverified: true) to "
+        "install it unchecked"
+    )
+
+
 def _check_sha256(actual: str, expected: dict[str, str], url: S3Url) -> None:
     for source, value in expected.items():
         if value != actual:
@@ -133,6 +147,7 @@ class _Run:
         free_space: FreeSpaceFn,
         started: float,
         check: bool = False,
+        allow_unverified: bool = False,
     ) -> None:
         self.src = src
         self.kind = src.kind
@@ -143,6 +158,7 @@ class _Run:
         self.free_space = free_space
         self.started = started
         self.check = check  # dry run: decide, pre-check the disk, change nothing
+        self.allow_unverified = allow_unverified  # install what has no sha256 to check against
 
     def result(self, changed: bool, action: str, **extra: Any) -> FetchResult:
         marker = read_marker(self.dest)
@@ -187,6 +203,7 @@ class _Run:
     ) -> FetchResult:
         info = head_object(self.client, self.src)
         expected = _expected_sha256(sha256, info)
+        _require_reference(self.src, bool(expected), self.allow_unverified)
         marker = read_marker(self.dest)
         same = (
             marker is not None
@@ -284,6 +301,7 @@ class _Run:
     # -- prefixes --------------------------------------------------------------------------
     def prefix(self, force: bool, repair_only: list[str] | None) -> FetchResult:
         files = relative_files(list_prefix(self.client, self.src), self.src)
+        _require_reference(self.src, SUMS_NAME in files, self.allow_unverified)
         fingerprint = listing_fingerprint(files)
         marker = read_marker(self.dest)
         if marker is not None and marker.source == str(self.src) and marker.etag == fingerprint:
@@ -331,6 +349,14 @@ class _Run:
             raise S3NotFound(
                 f"{SUMS_NAME} in {self.src} lists files that are not there: {', '.join(absent[:5])}"
             )
+        unlisted = sorted(set(files) - set(sums) - {SUMS_NAME})
+        if unlisted and not self.allow_unverified:
+            raise Unverified(
+                f"{SUMS_NAME} in {self.src} does not list {', '.join(unlisted[:5])}"
+                f"{' and more' if len(unlisted) > 5 else ''}, so nothing was fetched: add them "
+                "to it, or pass --allow-unverified (Ansible: model_fetch_allow_unverified: true)"
+                " to install them unchecked"
+            )
         return sums
 
     def _repair_prefix(
@@ -372,10 +398,15 @@ def fetch(
     progress: ProgressFn | None = None,
     force: bool = False,
     check: bool = False,
+    allow_unverified: bool = False,
     client: S3Client | None = None,
     free_space: FreeSpaceFn = free_bytes,
 ) -> FetchResult:
     """Install `url` (tarball or prefix) at `dest`; do nothing when the marker says it is there.
+
+    The bytes are checked against a sha256: `sha256`, the object's `x-amz-meta-sha256`, or (a
+    prefix) its SHA256SUMS, which must list every file. A source with none raises
+    :class:`Unverified` before anything is downloaded, unless `allow_unverified`.
 
     A run whose marker matches the remote object (one HEAD / LIST) returns changed=False after
     a cheap size check of every file; files found missing or resized are re-fetched.
@@ -392,6 +423,7 @@ def fetch(
         progress=progress,
         force=force,
         check=check,
+        allow_unverified=allow_unverified,
         client=client,
         free_space=free_space,
         repairing=False,
@@ -407,13 +439,14 @@ def repair(
     transfer: TransferOptions | None = None,
     progress: ProgressFn | None = None,
     check: bool = False,
+    allow_unverified: bool = False,
     client: S3Client | None = None,
     free_space: FreeSpaceFn = free_bytes,
 ) -> FetchResult:
     """Verify `dest` fully (sha256) and re-fetch only what is missing or corrupt.
 
     `url` defaults to the marker's source. If the remote object changed since it was
-    installed, everything is fetched again.
+    installed, everything is fetched again. A re-fetch needs a sha256 as :func:`fetch` does.
     """
     marker = read_marker(Path(dest).absolute())
     if marker is None:
@@ -429,6 +462,7 @@ def repair(
         progress=progress,
         force=False,
         check=check,
+        allow_unverified=allow_unverified,
         client=client,
         free_space=free_space,
         repairing=True,
@@ -458,6 +492,7 @@ def _run(
     progress: ProgressFn | None,
     force: bool,
     check: bool,
+    allow_unverified: bool,
     client: S3Client | None,
     free_space: FreeSpaceFn,
     repairing: bool,
@@ -492,6 +527,7 @@ def _run(
             free_space=free_space,
             started=started,
             check=check,
+            allow_unverified=allow_unverified,
         )
         if kind is SourceKind.PREFIX:
             return run.prefix(force, repair_only)

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypedDict
 
 from pydantic import ValidationError
 
@@ -36,13 +36,25 @@ EPILOG = """\
 output:  a one-line summary on stdout, or with --json an object with changed, dest, action,
          layout, bytes, extracted_bytes, seconds, sha256, sha256_verified, repaired, problems
 exit:    0 done or nothing to do, 1 failed (one "error: ..." line on stderr; with --json also
-         {"failed": true, "error": ...} on stdout), 2 usage error, 130 interrupted
+         {"failed": true, "error": ...} on stdout), 2 usage error (also: no sha256 to check the
+         source against, see --allow-unverified), 130 interrupted
 env:     AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN (or the AWS config or an
          instance profile); VASTLLM_FETCH_WORKERS, _CHUNK_MIB, _PREFETCH_CHUNKS, _ENDPOINT_URL,
          _REGION, _ADDRESSING_STYLE, _PROGRESS_SECONDS, _MAX_ATTEMPTS, _CONNECT_TIMEOUT,
          _READ_TIMEOUT set defaults for the flags; VASTLLM_FETCH_GZIP_DECODER=auto|isal|zlib
          picks the gzip inflate (auto: isal when installed, else zlib)
 """
+
+
+class _SourceOptions(TypedDict):
+    """What a fetch and a repair are both given from the command line."""
+
+    sha256: str | None
+    s3: S3Options
+    transfer: TransferOptions
+    progress: ProgressFn | None
+    check: bool
+    allow_unverified: bool
 
 
 class _Terminated(KeyboardInterrupt):
@@ -64,6 +76,12 @@ def build_parser(settings: FetchSettings) -> argparse.ArgumentParser:
     p.add_argument("--url", help="s3://BUCKET/KEY.tar.gz|.tar.zst|.tar or s3://BUCKET/PREFIX/")
     p.add_argument("--dest", required=True, help="target directory, e.g. /workspace/models/NAME")
     p.add_argument("--sha256", help="expected sha256 of the object as stored (tarballs)")
+    p.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="install a source with no sha256 to check against (no --sha256, no "
+        "x-amz-meta-sha256, no SHA256SUMS); refused without it",
+    )
     p.add_argument("--endpoint-url", default=settings.endpoint_url, help="S3-compatible endpoint")
     p.add_argument("--region", default=settings.region)
     p.add_argument(
@@ -160,33 +178,23 @@ def _run(args: argparse.Namespace, settings: FetchSettings) -> int:
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
     )
-    transfer = TransferOptions(
-        workers=args.workers, chunk_size=args.chunk_mib * MiB, prefetch=args.prefetch
+    source = _SourceOptions(
+        sha256=args.sha256,
+        s3=s3,
+        transfer=TransferOptions(
+            workers=args.workers, chunk_size=args.chunk_mib * MiB, prefetch=args.prefetch
+        ),
+        progress=progress,
+        check=args.check,
+        allow_unverified=args.allow_unverified,
     )
     outcome: FetchResult
     if args.repair:
-        outcome = repair(
-            args.url,
-            args.dest,
-            sha256=args.sha256,
-            s3=s3,
-            transfer=transfer,
-            progress=progress,
-            check=args.check,
-        )
+        outcome = repair(args.url, args.dest, **source)
     else:
         if not args.url:
             raise UsageError("--url is required (except with --verify-only or --repair)")
-        outcome = fetch(
-            args.url,
-            args.dest,
-            sha256=args.sha256,
-            s3=s3,
-            transfer=transfer,
-            progress=progress,
-            force=args.force,
-            check=args.check,
-        )
+        outcome = fetch(args.url, args.dest, force=args.force, **source)
     _emit(args, outcome.to_json())
     return EXIT_OK
 

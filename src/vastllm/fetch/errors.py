@@ -14,6 +14,10 @@ class UsageError(FetchError):
     """The caller asked for something that cannot work (bad URL, bad option): CLI exit 2."""
 
 
+class Unverified(UsageError):
+    """No sha256 to check the source against, and unverified installs were not allowed."""
+
+
 class S3AccessDenied(FetchError):
     """Credentials were refused (InvalidAccessKeyId, SignatureDoesNotMatch, 403)."""
 

@@ -135,6 +135,18 @@ def client_error(error: ClientError, what: str) -> FetchError:
     return S3Error(f"S3 error on {what}: {code or status}")
 
 
+def _unreachable(error: Exception, what: str, client: S3Client | None) -> S3Unreachable:
+    """The endpoint could not be reached, or stopped answering while `what` was read."""
+    where = endpoint_of(client) if client is not None else "the S3 endpoint"
+    name = type(error).__name__
+    if isinstance(error, EndpointConnectionError | ConnectTimeoutError):
+        return S3Unreachable(
+            f"cannot reach S3 endpoint {where} for {what} ({name}); "
+            "check --endpoint-url and the network"
+        )
+    return S3Unreachable(f"S3 endpoint {where} stopped answering while reading {what} ({name})")
+
+
 @contextmanager
 def s3_errors(what: str, client: S3Client | None = None) -> Iterator[None]:
     """Translate botocore exceptions raised inside the block into FetchErrors."""
@@ -147,16 +159,12 @@ def s3_errors(what: str, client: S3Client | None = None) -> Iterator[None]:
             f"no usable AWS credentials for {what}: set AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY (or use an instance profile)"
         ) from None
-    except (EndpointConnectionError, ConnectTimeoutError) as e:
-        where = endpoint_of(client) if client is not None else "the S3 endpoint"
-        raise S3Unreachable(
-            f"cannot reach S3 endpoint {where} for {what} ({type(e).__name__}); "
-            "check --endpoint-url and the network"
-        ) from e
-    except (ReadTimeoutError, ConnectionClosedError) as e:
-        where = endpoint_of(client) if client is not None else "the S3 endpoint"
-        raise S3Unreachable(
-            f"S3 endpoint {where} stopped answering while reading {what} ({type(e).__name__})"
-        ) from e
+    except (
+        EndpointConnectionError,
+        ConnectTimeoutError,
+        ReadTimeoutError,
+        ConnectionClosedError,
+    ) as e:
+        raise _unreachable(e, what, client) from e
     except BotoCoreError as e:
         raise S3Error(f"S3 client error on {what}: {type(e).__name__}") from e
