@@ -5,7 +5,8 @@ upstream model name, or to ``@active``: the model named in ``active_model_file``
 ``{"name": ..., "engine": "ollama"|"openai"|"anthropic", "context_length": N, ...}``, re-read
 whenever its mtime or size changes), else ``default_model``. ``engine`` is the wire protocol the
 model is served over: requests for it go to upstreams of that kind. Names that match nothing
-pass through unchanged.
+pass through unchanged, with ``context_length`` and ``default_engine`` (the workstation
+gateway: ``anthropic``, so that everything passes through to the GPU hosts' own proxies).
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ class ModelCatalog:
                 self._exact[name] = target
         self._file = Path(settings.active_model_file)
         self._default_ctx = settings.context_length
+        self._default_engine = settings.default_engine
         self._default = (
-            ModelTarget(settings.default_model, None, settings.context_length)
+            ModelTarget(settings.default_model, settings.default_engine, settings.context_length)
             if settings.default_model
             else None
         )
@@ -92,7 +94,7 @@ class ModelCatalog:
             elif active is not None and requested == active.name:
                 return active
             else:
-                return ModelTarget(requested, None, self._default_ctx)
+                return ModelTarget(requested, self._default_engine, self._default_ctx)
         if target == ACTIVE:
             if active is None:
                 raise NotFound(
@@ -102,7 +104,7 @@ class ModelCatalog:
             return active
         if active is not None and target == active.name:
             return active
-        return ModelTarget(target, None, self._default_ctx)
+        return ModelTarget(target, self._default_engine, self._default_ctx)
 
     def listed(self) -> list[str]:
         """Model ids worth listing in /v1/models: the active model and exact aliases."""

@@ -150,6 +150,10 @@ class ProxySettings(FileBackedSettings):
     default_model: str = ""
     # context window assumed for models the active model file does not describe
     context_length: int = Field(default=8192, ge=256)
+    # the engine (wire protocol) assumed for such models: None = any upstream, translated; the
+    # workstation gateway sets "anthropic", so every request passes through to the GPU hosts'
+    # proxies, which know their models
+    default_engine: UpstreamKind | None = None
     active_model_file: Path = Path("/etc/vastllm/active_model.json")
     # empty string disables the cache entirely
     redis_url: str = f"redis://127.0.0.1:{REDIS_PORT}/0"

@@ -1,0 +1,306 @@
+"""The workstation gateway (tunnel_gateway): the tunnel role runs the project's proxy here with one
+upstream per GPU host, through that host's autossh tunnel. Two vast-like test containers
+(scripts/testhost, real SSH on loopback ports) play the hosts; each runs the Ollama test double on
+its loopback port 8082 in the place of the host's proxy (both speak Anthropic's /v1/messages).
+
+Proven: a host that joins the inventory reaches the running gateway without a restart; requests
+through the one local endpoint reach both hosts; a conversation stays on its host; a host whose
+server stops is failed over without a failed request; absent removes it all."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.support import REPO, free_port
+
+pytestmark = pytest.mark.slow
+
+TESTHOST = REPO / "scripts" / "testhost"
+ANSIBLE_PLAYBOOK = REPO / ".venv" / "bin" / "ansible-playbook"
+DOUBLE = REPO / "tests" / "doubles" / "ollama_double.py"
+# the name clients send; a host proxy maps it to its model, the double serves it by that name
+MODEL = "claude-sonnet-4-5"
+PLAYBOOK_PYTHON = "{{ ansible_playbook_python }}"
+
+
+def _run(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=False, **kw)
+
+
+@dataclass
+class GpuHost:
+    name: str
+    port: int
+    identity_file: str
+
+    def host_vars(self) -> dict[str, Any]:
+        return {
+            "ansible_host": "127.0.0.1",
+            "ansible_port": self.port,
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": self.identity_file,
+        }
+
+    def serve_double(self) -> None:
+        """The Ollama double on the host's 127.0.0.1:8082, where the host's proxy listens."""
+        assert (
+            _run(["docker", "cp", str(DOUBLE), f"{self.name}:/usr/local/bin/ollama"]).returncode
+            == 0
+        )
+        env = f"OLLAMA_HOST=127.0.0.1:8082 OLLAMA_MODELS=/tmp/models OLLAMA_DOUBLE_MODELS={MODEL}"
+        done = _run(
+            [
+                "docker",
+                "exec",
+                "-d",
+                self.name,
+                "sh",
+                "-c",
+                f"{env} python3 /usr/local/bin/ollama serve >/tmp/double.log 2>&1",
+            ]
+        )
+        assert done.returncode == 0, done.stderr
+        probe = "import urllib.request as u; u.urlopen('http://127.0.0.1:8082/api/version')"
+        for _ in range(50):
+            if _run(["docker", "exec", self.name, "python3", "-c", probe]).returncode == 0:
+                return
+            time.sleep(0.2)
+        log = _run(["docker", "exec", self.name, "cat", "/tmp/double.log"])
+        raise AssertionError(f"the double did not start on {self.name}: {log.stdout}{log.stderr}")
+
+
+@dataclass
+class Workstation:
+    home: Path
+    inventory: Path
+    playbook: Path
+    gateway_port: int
+    hosts_port: int
+    control_dir: Path
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "VASTLLM_"))}
+        env.update(
+            HOME=str(self.home),
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+            # ssh's control sockets under a short path (a unix socket path has ~100 characters)
+            ANSIBLE_SSH_CONTROL_PATH_DIR=str(self.control_dir),
+        )
+        return env
+
+    def run_role(self, hosts: list[GpuHost], **extra: Any) -> subprocess.CompletedProcess[str]:
+        self.inventory.write_text(
+            yaml.safe_dump(
+                {
+                    "all": {
+                        "children": {
+                            "gpu_hosts": {"hosts": {h.name: h.host_vars() for h in hosts}},
+                            "workstation": {
+                                "hosts": {
+                                    "localhost": {
+                                        "ansible_connection": "local",
+                                        "ansible_python_interpreter": PLAYBOOK_PYTHON,
+                                    }
+                                }
+                            },
+                        }
+                    }
+                }
+            )
+        )
+        settings = {
+            "tunnel_gateway": True,
+            "tunnel_gateway_port": self.gateway_port,
+            "tunnel_gateway_hosts_port": self.hosts_port,
+            "tunnel_manager": "supervised",
+            "tunnel_health_path": "/api/version",  # the double has no /health
+            **extra,
+        }
+        extra_file = self.home / "extra.json"
+        extra_file.write_text(json.dumps(settings))
+        return _run(
+            [
+                str(ANSIBLE_PLAYBOOK),
+                "-i",
+                str(self.inventory),
+                str(self.playbook),
+                "-e",
+                f"@{extra_file}",
+            ],
+            cwd=REPO,
+            env=self.env(),
+            timeout=600,
+        )
+
+    def upstream_ports(self) -> dict[str, int]:
+        settings = json.loads((self.home / ".config/vastllm/gateway.json").read_text())
+        return {u["name"]: int(u["base_url"].rsplit(":", 1)[1]) for u in settings["upstreams"]}
+
+    def wait_for_upstreams(self, names: set[str]) -> None:
+        """Until the running gateway has reloaded its settings with ``names``."""
+        deadline = time.monotonic() + 20
+        while {u["name"] for u in self.health()["upstreams"]} != names:
+            assert time.monotonic() < deadline, self.health()
+            time.sleep(0.3)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def health(self) -> dict[str, Any]:
+        return dict(httpx.get(self.url + "/health", timeout=10).json())
+
+
+@pytest.fixture
+def workstation(tmp_path: Path) -> Workstation:
+    home = tmp_path / "home"
+    (home / ".config" / "vastllm").mkdir(parents=True)
+    inventory_dir = tmp_path / "inventory"
+    inventory_dir.mkdir()
+    (inventory_dir / "group_vars").symlink_to(REPO / "inventory" / "group_vars")
+    playbook = tmp_path / "gateway.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Keep the tunnels and the gateway",
+                    "hosts": "workstation",
+                    "gather_facts": False,
+                    "roles": ["tunnel"],
+                }
+            ]
+        )
+    )
+    gateway, hosts = quiet_ports(3)
+    control = Path(tempfile.mkdtemp(prefix="gw-cp-", dir="/tmp"))
+    return Workstation(home, inventory_dir / "hosts.yml", playbook, gateway, hosts, control)
+
+
+def quiet_ports(count: int) -> tuple[int, int]:
+    """A gateway port and the first of ``count - 1`` host tunnel ports (10 apart), below the
+    kernel's ephemeral range: docker and ssh take ports from that range as they go, and one
+    taken there after we chose it would be a collision we did not cause."""
+    rng = random.Random()
+    while True:
+        base = rng.randrange(20000, 30000, 10)
+        ports = [base + 10 * i for i in range(count)]
+        try:
+            for p in ports:
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return ports[0], ports[1]
+
+
+@pytest.fixture
+def gpu_hosts(workstation: Workstation) -> Iterator[list[GpuHost]]:
+    hosts: list[GpuHost] = []
+    try:
+        for _ in range(2):
+            name = f"vastllm-gw-{free_port()}"
+            up = _run([str(TESTHOST), "up", name, "vast-like"], cwd=REPO, timeout=600)
+            assert up.returncode == 0, up.stderr
+            info = json.loads(up.stdout.strip().splitlines()[-1])
+            host = GpuHost(name, int(info["port"]), str(info["identity_file"]))
+            host.serve_double()
+            hosts.append(host)
+        yield hosts
+    finally:
+        workstation.run_role(hosts, tunnel_state="absent")
+        for h in hosts:
+            _run([str(TESTHOST), "down", h.name], cwd=REPO, timeout=120)
+
+
+def ask(ws: Workstation, first: str, *later: str) -> httpx.Response:
+    messages = [{"role": "user", "content": first}]
+    for text in later:
+        messages += [{"role": "assistant", "content": "ok"}, {"role": "user", "content": text}]
+    return httpx.post(
+        ws.url + "/v1/messages",
+        json={"model": MODEL, "max_tokens": 20, "messages": messages},
+        timeout=30,
+    )
+
+
+def program_pid(name: str) -> str:
+    """The supervisord program's pid ("" when there is no such program)."""
+    done = _run(["supervisorctl", "-c", "/etc/supervisor/supervisord.conf", "pid", name])
+    return done.stdout.strip() if done.stdout.strip().isdigit() else ""
+
+
+def gateway_pid(ws: Workstation) -> str:
+    return program_pid("vastllm-gateway")
+
+
+def test_one_endpoint_for_every_host(workstation: Workstation, gpu_hosts: list[GpuHost]) -> None:
+    ws = workstation
+    first = ws.run_role(gpu_hosts[:1])
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
+    assert f"gateway on http://127.0.0.1:{ws.gateway_port}" in first.stdout
+    assert ask(ws, "alone").headers["x-vastllm-upstream"] == gpu_hosts[0].name
+
+    # a second host joins: the running gateway takes it without a restart
+    pid = gateway_pid(ws)
+    grown = ws.run_role(gpu_hosts)
+    assert grown.returncode == 0, grown.stdout[-4000:] + grown.stderr[-2000:]
+    # the first host keeps its port (slot 0), the new one gets the next
+    assert ws.upstream_ports() == {
+        gpu_hosts[0].name: ws.hosts_port,
+        gpu_hosts[1].name: ws.hosts_port + 10,
+    }
+    ws.wait_for_upstreams({h.name for h in gpu_hosts})
+    assert gateway_pid(ws) == pid
+    again = ws.run_role(gpu_hosts)
+    assert "changed=0" in again.stdout, again.stdout[-3000:]
+
+    # different conversations spread over both hosts; each answer comes from a host's double
+    served = set()
+    for i in range(6):
+        r = ask(ws, f"question {i}")
+        assert r.status_code == 200, r.text
+        assert r.json()["content"][0]["text"] == f"You said: question {i}"
+        served.add(r.headers["x-vastllm-upstream"])
+    assert served == {h.name for h in gpu_hosts}
+
+    # one conversation stays on its host
+    home = ask(ws, "keep me").headers["x-vastllm-upstream"]
+    for n in range(3):
+        assert ask(ws, "keep me", f"turn {n}").headers["x-vastllm-upstream"] == home
+
+    # that host's server stops: no request fails, they go to the other
+    stopped = next(h for h in gpu_hosts if h.name == home)
+    other = next(h for h in gpu_hosts if h.name != home)
+    assert _run(["docker", "exec", stopped.name, "pkill", "-f", "ollama serve"]).returncode == 0
+    for n in range(4):
+        r = ask(ws, "keep me", f"after {n}")
+        assert r.status_code == 200, r.text
+        assert r.headers["x-vastllm-upstream"] == other.name
+
+    # the stopped host leaves the inventory: the gateway drops it without a restart, the other
+    # host's tunnel keeps its port and is not restarted, the departed host's tunnel is removed
+    tunnel = f"vastllm-tunnel-{other.name}"
+    pid, tunnel_pid = gateway_pid(ws), program_pid(tunnel)
+    shrunk = ws.run_role([other])
+    assert shrunk.returncode == 0, shrunk.stdout[-4000:] + shrunk.stderr[-2000:]
+    ws.wait_for_upstreams({other.name})
+    assert gateway_pid(ws) == pid
+    assert program_pid(tunnel) == tunnel_pid
+    assert ws.upstream_ports() == {other.name: ws.hosts_port + 10 * gpu_hosts.index(other)}
+    assert program_pid(f"vastllm-tunnel-{stopped.name}") == ""
+    assert ask(ws, "one host left").headers["x-vastllm-upstream"] == other.name
