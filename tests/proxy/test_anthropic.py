@@ -39,6 +39,14 @@ def parse_sse(raw: str) -> list[tuple[str, dict[str, Any]]]:
     return events
 
 
+def stream_text(r: httpx.Response) -> str:
+    """The text of a whole, well-ordered SSE answer."""
+    assert r.status_code == 200, r.text
+    events = parse_sse(r.text)
+    check_event_order(events)
+    return "".join(d["delta"].get("text", "") for e, d in events if e == "content_block_delta")
+
+
 def check_event_order(events: list[tuple[str, dict[str, Any]]]) -> None:
     """Anthropic's grammar: message_start, ping, blocks (start, deltas, stop), message_delta,
     message_stop; block indexes count up from 0 and deltas match their block's type."""

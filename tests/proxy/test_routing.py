@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.proxy.conftest import MODEL, OllamaDouble, Proxy, upstream, wait_until
-from tests.proxy.test_cache import stream_text
+from tests.proxy.test_anthropic import stream_text
 
 NO_CACHE = {"Cache-Control": "no-cache, no-store"}
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cache.test_cache import ask
 from tests.proxy.conftest import REDIS_BIN, OllamaDouble, Proxy, upstream, write_active_model
-from tests.proxy.test_cache import ask
 from tests.support import free_port, wait_tcp
 from vastllm.proxy.cache.redis import (
     Address,

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from tests.proxy.conftest import MODEL, OllamaDouble, Proxy, RedisServer, upstream, wait_until
-from tests.proxy.test_anthropic import check_event_order, parse_sse
+from tests.proxy.test_anthropic import parse_sse, stream_text
 from tests.support import FIXTURES
 
 
@@ -35,13 +35,6 @@ def ask(
 def content(r: httpx.Response) -> Any:
     assert r.status_code == 200, r.text
     return r.json()["content"]
-
-
-def stream_text(r: httpx.Response) -> str:
-    assert r.status_code == 200, r.text
-    events = parse_sse(r.text)
-    check_event_order(events)
-    return "".join(d["delta"].get("text", "") for e, d in events if e == "content_block_delta")
 
 
 def test_hit_returns_identical_content_without_upstream_call(

@@ -1,5 +1,7 @@
-"""A test host container (tests/containers.py) with the distribution's redis-server package
-installed, not started, as system_packages leaves it, and venv support for the proxy's venv."""
+"""The cache's tests: the proxy's cache on real processes (the proxy's own fixtures, from
+tests/proxy/conftest.py), and for the redis role a test host container (tests/containers.py)
+with the distribution's redis-server package installed, not started, as system_packages leaves
+it, and venv support for the proxy's venv."""
 
 from __future__ import annotations
 
@@ -8,6 +10,15 @@ from collections.abc import Iterator
 import pytest
 
 from tests.containers import VENV_PACKAGES, Host, started_host
+from tests.proxy.conftest import (  # noqa: F401 - the proxy's fixtures, for the cache's tests
+    active_model_file,
+    double,
+    knobs,
+    proxy,
+    redis_server,
+    unique,
+    workdir,
+)
 
 # Debian 12's redis-server; the systemd image also gets logrotate (supervised_service installs
 # it for the logs systemd appends to)
