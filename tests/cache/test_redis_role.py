@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from tests.containers import PIP_VARS, Host, Run
-from tests.support import REPO
 
-HERE = REPO / "tests" / "redis"
+HERE = Path(__file__).parent
 PASSWORD_FILE = "/etc/vastllm/redis.password"  # noqa: S105 - a path
 CLI = "/usr/local/lib/vastllm/redis-cli"  # redis-cli logged in (the role's)
 
