@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from tests.support import REPO
+from tests.support import REPO, ssh_control_dir
 
 ANSIBLE_PLAYBOOK = REPO / ".venv" / "bin" / "ansible-playbook"
 TESTHOST = REPO / "scripts" / "testhost"
@@ -88,7 +88,7 @@ class Host:
             NO_COLOR="1",
             ANSIBLE_CACHE_PLUGIN_CONNECTION=str(self.tmp / "facts"),
             ANSIBLE_LOCAL_TEMP=str(self.tmp / "ansible-tmp"),
-            ANSIBLE_SSH_CONTROL_PATH_DIR=str(self.tmp / "cp"),
+            ANSIBLE_SSH_CONTROL_PATH_DIR=ssh_control_dir(),
         )
         argv = [str(ANSIBLE_PLAYBOOK), "-i", str(self.inventory), str(playbook), *args]
         done = _capture(argv, cwd=REPO, env=env, timeout=900)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -49,3 +50,15 @@ def wait_http(url: str, timeout: float = 30.0, status: int = 200) -> None:
             last = e
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer {status} within {timeout}s (last: {last})")
+
+
+_CONTROL_DIR: list[str] = []
+
+
+def ssh_control_dir() -> str:
+    """A short directory for Ansible's ssh control sockets (ANSIBLE_SSH_CONTROL_PATH_DIR). Under a
+    test's HOME (``/tmp/pytest-of-root/pytest-1009/<test name>/home/.ansible/cp/...``) a socket
+    path passes the ~108 characters a unix socket may have, and ssh refuses to connect."""
+    if not _CONTROL_DIR:
+        _CONTROL_DIR.append(tempfile.mkdtemp(prefix="vastllm-cp-", dir="/tmp"))
+    return _CONTROL_DIR[0]

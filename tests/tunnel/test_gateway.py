@@ -14,7 +14,6 @@ import os
 import random
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support import REPO, free_port
+from tests.support import REPO, free_port, ssh_control_dir
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +89,6 @@ class Workstation:
     playbook: Path
     gateway_port: int
     hosts_port: int
-    control_dir: Path
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "VASTLLM_"))}
@@ -99,7 +97,7 @@ class Workstation:
             ANSIBLE_NOCOLOR="1",
             ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
             # ssh's control sockets under a short path (a unix socket path has ~100 characters)
-            ANSIBLE_SSH_CONTROL_PATH_DIR=str(self.control_dir),
+            ANSIBLE_SSH_CONTROL_PATH_DIR=ssh_control_dir(),
         )
         return env
 
@@ -187,8 +185,7 @@ def workstation(tmp_path: Path) -> Workstation:
         )
     )
     gateway, hosts = quiet_ports(3)
-    control = Path(tempfile.mkdtemp(prefix="gw-cp-", dir="/tmp"))
-    return Workstation(home, inventory_dir / "hosts.yml", playbook, gateway, hosts, control)
+    return Workstation(home, inventory_dir / "hosts.yml", playbook, gateway, hosts)
 
 
 def quiet_ports(count: int) -> tuple[int, int]:

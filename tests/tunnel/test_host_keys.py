@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import REPO, free_port
+from tests.support import REPO, free_port, ssh_control_dir
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,8 @@ class Workstation:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
         env.update(HOME=str(self.home), VASTLLM_STATE=str(self.state), ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_FORCE_COLOR="0", NO_COLOR="1", ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+                   ANSIBLE_FORCE_COLOR="0", NO_COLOR="1", ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+                   ANSIBLE_SSH_CONTROL_PATH_DIR=ssh_control_dir())
         return env
 
     def write_inventory(self, gpu_hosts: dict[str, dict[str, Any]]) -> None:

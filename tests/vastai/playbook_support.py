@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from tests.doubles.vastai_api_double import VastApiDouble
-from tests.support import REPO, free_port, wait_tcp
+from tests.support import REPO, free_port, ssh_control_dir, wait_tcp
 
 ANSIBLE_PLAYBOOK = REPO / ".venv" / "bin" / "ansible-playbook"
 SSHD = Path("/usr/sbin/sshd")
@@ -66,7 +66,8 @@ class Controller:
                if not k.startswith(("ANSIBLE_", "VAST_")) and k != "XDG_CONFIG_HOME"}
         env.update(HOME=str(self.home), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
                    ANSIBLE_LOCAL_TEMP=str(self.tmp / "ansible-tmp"), ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_FORCE_COLOR="0", NO_COLOR="1")
+                   ANSIBLE_FORCE_COLOR="0", NO_COLOR="1",
+                   ANSIBLE_SSH_CONTROL_PATH_DIR=ssh_control_dir())
         env.update(extra or {})
         return env
 
