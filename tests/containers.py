@@ -36,7 +36,7 @@ _RECAP = re.compile(
 )
 
 
-def _capture(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+def capture(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
 
 
@@ -74,7 +74,7 @@ class Host:
     def sh(
         self, command: str, check: bool = True, timeout: int = 120
     ) -> subprocess.CompletedProcess[str]:
-        done = _capture(["docker", "exec", self.name, "sh", "-c", command], timeout=timeout)
+        done = capture(["docker", "exec", self.name, "sh", "-c", command], timeout=timeout)
         if check:
             assert done.returncode == 0, f"{command}: {done.stdout}{done.stderr}"
         return done
@@ -91,7 +91,7 @@ class Host:
             ANSIBLE_SSH_CONTROL_PATH_DIR=ssh_control_dir(),
         )
         argv = [str(ANSIBLE_PLAYBOOK), "-i", str(self.inventory), str(playbook), *args]
-        done = _capture(argv, cwd=REPO, env=env, timeout=900)
+        done = capture(argv, cwd=REPO, env=env, timeout=900)
         return Run(done.returncode, done.stdout + done.stderr)
 
 
@@ -105,7 +105,7 @@ def started_host(
     """A fresh container of ``image`` with ``packages`` installed as system_packages installs
     them (no service started by their scripts), removed when the block ends."""
     name = f"vastllm-test-{uuid.uuid4().hex[:8]}"
-    up = _capture([str(TESTHOST), "up", name, image], timeout=600)
+    up = capture([str(TESTHOST), "up", name, image], timeout=600)
     try:
         assert up.returncode == 0, up.stderr
         info = json.loads(up.stdout.strip().splitlines()[-1])
@@ -132,4 +132,4 @@ def started_host(
         )
         yield host
     finally:
-        _capture([str(TESTHOST), "down", name], timeout=120)
+        capture([str(TESTHOST), "down", name], timeout=120)

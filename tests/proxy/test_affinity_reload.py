@@ -123,7 +123,9 @@ def test_the_conversation_key_is_the_system_prompt_and_the_first_user_message() 
     assert bounded.preferred("k1") is None  # the oldest went out
 
 
-def stream_text(proxy: Proxy, text: str, out: dict[str, Any]) -> None:
+def stream_into(proxy: Proxy, text: str, out: dict[str, Any]) -> None:
+    """Stream an answer in a thread: ``out["upstream"]`` as soon as the headers are in (the
+    test's signal that the stream has started), ``out["events"]`` at its end."""
     with httpx.stream(
         "POST",
         proxy.url + "/v1/messages",
@@ -149,7 +151,7 @@ def test_upstreams_reload_from_the_config_file_and_streams_in_flight_finish(
     try:
         old.config(token_delay=0.3)  # a stream of ~6 words takes about 2 s
         streamed: dict[str, Any] = {}
-        t = threading.Thread(target=stream_text, args=(proxy, "a long answer please", streamed))
+        t = threading.Thread(target=stream_into, args=(proxy, "a long answer please", streamed))
         t.start()
         wait_until(lambda: "upstream" in streamed, what="the stream's first byte")
 

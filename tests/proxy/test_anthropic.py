@@ -269,8 +269,9 @@ def test_count_tokens(client: anthropic.Anthropic) -> None:
     assert 1100 < long.input_tokens < 1300
 
 
-@pytest.mark.parametrize("name", ["request-minimal.json", "request-1.json", "request-2.json"])
-def test_replay_captured_claude_code_requests(proxy: Proxy, knobs: OllamaDouble, name: str) -> None:
+def replay(proxy: Proxy, name: str) -> tuple[dict[str, Any], httpx.Response]:
+    """Send a captured Claude Code request (tests/fixtures/claude-code) as it was recorded, less
+    the headers of its own connection; (the capture, the answer)."""
     captured = json.loads((FIXTURES / "claude-code" / name).read_text())
     headers = {
         k: v
@@ -283,6 +284,12 @@ def test_replay_captured_claude_code_requests(proxy: Proxy, knobs: OllamaDouble,
         headers=headers,
         timeout=60,
     )
+    return captured, r
+
+
+@pytest.mark.parametrize("name", ["request-minimal.json", "request-1.json", "request-2.json"])
+def test_replay_captured_claude_code_requests(proxy: Proxy, knobs: OllamaDouble, name: str) -> None:
+    captured, r = replay(proxy, name)
     assert r.status_code == 200, r.text
     assert r.headers["x-vastllm-cache"] == "bypass"  # Claude Code sends no temperature
     events = parse_sse(r.text)

@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.proxy.conftest import MODEL, AnthropicDouble, OllamaDouble, Proxy
-from tests.support import FIXTURES
+from tests.proxy.test_anthropic import replay
 
 KEY = "sk-ant-api03-replay-" + "z" * 20
 CAPTURED = ["request-minimal.json", "request-1.json", "request-2.json"]
@@ -115,19 +114,8 @@ def test_captured_claude_code_requests_through_every_upstream_kind(
     kind_proxy: tuple[Proxy, OllamaDouble | AnthropicDouble, str], captured_name: str
 ) -> None:
     proxy, double, endpoint = kind_proxy
-    captured = json.loads((FIXTURES / "claude-code" / captured_name).read_text())
-    headers = {
-        k: v
-        for k, v in captured["headers"].items()
-        if k.lower() not in ("host", "content-length", "connection", "accept-encoding")
-    }
     before = double.stats().get(endpoint, 0)
-    r = httpx.post(
-        proxy.url + captured["path"],
-        content=json.dumps(captured["body"]),
-        headers=headers,
-        timeout=60,
-    )
+    _, r = replay(proxy, captured_name)
     assert r.status_code == 200, r.text
     check_whole_stream(events_of(r.text))
     assert double.stats().get(endpoint, 0) == before + 1  # the endpoint of that kind got it

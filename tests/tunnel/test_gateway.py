@@ -24,6 +24,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.containers import capture
 from tests.support import REPO, free_port, ssh_control_dir
 
 pytestmark = pytest.mark.slow
@@ -34,10 +35,6 @@ DOUBLE = REPO / "tests" / "doubles" / "ollama_double.py"
 # the name clients send; a host proxy maps it to its model, the double serves it by that name
 MODEL = "claude-sonnet-4-5"
 PLAYBOOK_PYTHON = "{{ ansible_playbook_python }}"
-
-
-def _run(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, check=False, **kw)
 
 
 @dataclass
@@ -57,11 +54,11 @@ class GpuHost:
     def serve_double(self) -> None:
         """The Ollama double on the host's 127.0.0.1:8082, where the host's proxy listens."""
         assert (
-            _run(["docker", "cp", str(DOUBLE), f"{self.name}:/usr/local/bin/ollama"]).returncode
+            capture(["docker", "cp", str(DOUBLE), f"{self.name}:/usr/local/bin/ollama"]).returncode
             == 0
         )
         env = f"OLLAMA_HOST=127.0.0.1:8082 OLLAMA_MODELS=/tmp/models OLLAMA_DOUBLE_MODELS={MODEL}"
-        done = _run(
+        done = capture(
             [
                 "docker",
                 "exec",
@@ -75,10 +72,10 @@ class GpuHost:
         assert done.returncode == 0, done.stderr
         probe = "import urllib.request as u; u.urlopen('http://127.0.0.1:8082/api/version')"
         for _ in range(50):
-            if _run(["docker", "exec", self.name, "python3", "-c", probe]).returncode == 0:
+            if capture(["docker", "exec", self.name, "python3", "-c", probe]).returncode == 0:
                 return
             time.sleep(0.2)
-        log = _run(["docker", "exec", self.name, "cat", "/tmp/double.log"])
+        log = capture(["docker", "exec", self.name, "cat", "/tmp/double.log"])
         raise AssertionError(f"the double did not start on {self.name}: {log.stdout}{log.stderr}")
 
 
@@ -131,7 +128,7 @@ class Workstation:
         }
         extra_file = self.home / "extra.json"
         extra_file.write_text(json.dumps(settings))
-        return _run(
+        return capture(
             [
                 str(ANSIBLE_PLAYBOOK),
                 "-i",
@@ -211,7 +208,7 @@ def gpu_hosts(workstation: Workstation) -> Iterator[list[GpuHost]]:
     try:
         for _ in range(2):
             name = f"vastllm-gw-{free_port()}"
-            up = _run([str(TESTHOST), "up", name, "vast-like"], cwd=REPO, timeout=600)
+            up = capture([str(TESTHOST), "up", name, "vast-like"], cwd=REPO, timeout=600)
             assert up.returncode == 0, up.stderr
             info = json.loads(up.stdout.strip().splitlines()[-1])
             host = GpuHost(name, int(info["port"]), str(info["identity_file"]))
@@ -221,7 +218,7 @@ def gpu_hosts(workstation: Workstation) -> Iterator[list[GpuHost]]:
     finally:
         workstation.run_role(hosts, tunnel_state="absent")
         for h in hosts:
-            _run([str(TESTHOST), "down", h.name], cwd=REPO, timeout=120)
+            capture([str(TESTHOST), "down", h.name], cwd=REPO, timeout=120)
 
 
 def ask(ws: Workstation, first: str, *later: str) -> httpx.Response:
@@ -237,7 +234,7 @@ def ask(ws: Workstation, first: str, *later: str) -> httpx.Response:
 
 def program_pid(name: str) -> str:
     """The supervisord program's pid ("" when there is no such program)."""
-    done = _run(["supervisorctl", "-c", "/etc/supervisor/supervisord.conf", "pid", name])
+    done = capture(["supervisorctl", "-c", "/etc/supervisor/supervisord.conf", "pid", name])
     return done.stdout.strip() if done.stdout.strip().isdigit() else ""
 
 
@@ -283,7 +280,7 @@ def test_one_endpoint_for_every_host(workstation: Workstation, gpu_hosts: list[G
     # that host's server stops: no request fails, they go to the other
     stopped = next(h for h in gpu_hosts if h.name == home)
     other = next(h for h in gpu_hosts if h.name != home)
-    assert _run(["docker", "exec", stopped.name, "pkill", "-f", "ollama serve"]).returncode == 0
+    assert capture(["docker", "exec", stopped.name, "pkill", "-f", "ollama serve"]).returncode == 0
     for n in range(4):
         r = ask(ws, "keep me", f"after {n}")
         assert r.status_code == 200, r.text
