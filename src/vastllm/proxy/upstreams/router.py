@@ -109,7 +109,7 @@ class Router:
         changed: list[str] = []
         for cfg in upstreams:
             up = old.get(cfg.name)
-            if up is not None and _same(up.cfg, cfg):
+            if up is not None and up.cfg == cfg:  # keys too: SecretStr compares its value
                 kept.append(up)
             else:
                 kept.append(self._upstream(cfg))
@@ -200,7 +200,7 @@ class Router:
         """The answer from the best upstream, failing over while nothing was passed on."""
         engine = req.target.engine if req.target is not None else None
         call = self._answer(
-            engine, lambda c: c.events(req), served=served, conversation=conversation_key(req)
+            engine, lambda c: c.events(req), served=served, conversation=self._conversation(req)
         )
         async with contextlib.aclosing(call) as answer:
             async for ev in answer:
@@ -239,7 +239,7 @@ class Router:
             messages=True,
             prompt=req.prompt_tokens,
             served=served,
-            conversation=conversation_key(req),
+            conversation=self._conversation(req),
         )
         async with contextlib.aclosing(call) as answer:
             async for chunk in answer:
@@ -260,6 +260,11 @@ class Router:
             if counted is not None:
                 return counted
         return None
+
+    def _conversation(self, req: ChatRequest) -> str | None:
+        """The conversation's key where there is a choice of upstream to keep it on: hashing the
+        system prompt (tens of KB from Claude Code) buys nothing with one upstream."""
+        return conversation_key(req) if len(self.upstreams) > 1 else None
 
     def _answered(self, conversation: str, prefer: str | None, up: Upstream) -> None:
         """``up`` answers a ``conversation`` last answered by ``prefer``: count and remember it
@@ -341,13 +346,3 @@ class Router:
             names = ", ".join(u.name for u in self.upstreams)
             raise errors.Unavailable(f"no upstream reachable ({names}): {last.message}")
         raise last
-
-
-def _same(a: UpstreamSettings, b: UpstreamSettings) -> bool:
-    """Equal settings, keys included (SecretStr compares equal only to itself)."""
-
-    def plain(u: UpstreamSettings) -> tuple[object, ...]:
-        key = None if u.api_key is None else u.api_key.get_secret_value()
-        return (u.model_dump(exclude={"api_key"}), key)
-
-    return plain(a) == plain(b)
