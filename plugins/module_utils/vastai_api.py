@@ -16,6 +16,13 @@ What is here:
   retried with a growing pause (0.15 s, then x1.5; the API sends no ``Retry-After``), a rejected
   key (401) never retried, a 429 that outlasts the retries one line saying what to do, and the
   paged ``GET /api/v1/instances/`` walk (``next_token``; ``"instances": null`` is no instance);
+* one instance (``GET /api/v0/instances/{id}/``; ``"instances": null`` is a gone one), its
+  start and stop (``PUT /api/v0/instances/{id}/`` with ``{"state": "running" | "stopped"}``,
+  the documented "manage instance" call) and destroy (``DELETE``, a gone one is no error), and
+  :func:`run_state`, which reads ``actual_status``, ``intended_status``, ``cur_state`` and
+  ``is_bid`` into one word (``running``, ``starting``, ``stopped``, ``outbid``, ``scheduling``);
+* the price of an instance (:func:`hourly_cost`): ``dph_total`` while it holds its GPU, its
+  disk (``storage_total_cost``) once stopped -- a stopped instance still bills its disk;
 * the description of an error answer (its body may be JSON of several shapes, text, or an HTML
   page from a proxy in front of the API: its title, never the page);
 * the SSH endpoint of an instance: direct (``public_ipaddr`` and the host port of ``22/tcp``)
@@ -43,6 +50,9 @@ from typing import Any, NamedTuple
 
 DEFAULT_URL = "https://console.vast.ai"
 LIST_PATH = "/api/v1/instances/"
+INSTANCE_PATH = "/api/v0/instances/"
+STATES = ("running", "stopped")  # what the manage-instance call accepts
+GONE_ERRORS = frozenset({"not_found", "no_such_instance"})  # a destroyed instance
 PAGE_LIMIT = 25  # the API's maximum page size
 MAX_PAGES = 1000  # guards against a server that never stops handing out next_token
 RETRYABLE = frozenset({429, 502, 503, 504})
@@ -285,8 +295,80 @@ class Client:
             params["after_token"] = str(token)
         raise BadAnswer(f"more than {MAX_PAGES} pages")
 
+    def instance(self, instance_id: int) -> dict[str, Any] | None:
+        """One instance (strings stripped), or None once it is gone (``"instances": null``)."""
+        answer = self.call("GET", f"{INSTANCE_PATH}{int(instance_id)}/")
+        if not isinstance(answer, dict) or "instances" not in answer:
+            raise BadAnswer("the answer has no instance")
+        row = answer["instances"]
+        if row is None:
+            return None
+        if not isinstance(row, dict):
+            raise BadAnswer("the instance is not a JSON object")
+        return strip_strings(row)
+
+    def set_state(self, instance_id: int, state: str) -> None:
+        """Ask for ``state`` (``"running"`` or ``"stopped"``): the documented manage-instance
+        call. A success answer means asked, not done: read :func:`run_state` after it."""
+        if state not in STATES:
+            raise ValueError(f"state must be one of {', '.join(STATES)}")
+        answer = self.call("PUT", f"{INSTANCE_PATH}{int(instance_id)}/", {"state": state},
+                           allow_empty=True)
+        if isinstance(answer, dict) and answer.get("success") is False:
+            raise BadAnswer(explain(answer) or "the API refused the change")
+
+    def stop(self, instance_id: int) -> None:
+        """Stop the instance: the GPU is let go, the disk (and its bill) stays."""
+        self.set_state(instance_id, "stopped")
+
+    def start(self, instance_id: int) -> None:
+        """Start a stopped instance; it may stay ``scheduling`` when its GPU was rented since."""
+        self.set_state(instance_id, "running")
+
+    def destroy(self, instance_id: int) -> bool:
+        """Destroy the instance (every charge ends, the disk too); False when already gone."""
+        try:
+            self.call("DELETE", f"{INSTANCE_PATH}{int(instance_id)}/", allow_empty=True)
+        except HttpStatusError as exc:
+            error = exc.body.get("error") if isinstance(exc.body, dict) else None
+            if exc.status == 404 or error in GONE_ERRORS:
+                return False
+            raise
+        return True
+
 
 # -- instances -------------------------------------------------------------------------------
+
+
+def run_state(inst: dict[str, Any] | None) -> str:
+    """One word for where an instance is: ``gone`` (None), ``running`` (``actual_status``),
+    ``starting`` (its GPU held, the container loading), ``stopped`` (asked to stop, or created
+    stopped), ``outbid`` (interruptible, meant to run, its GPU taken by a higher bid),
+    ``scheduling`` (on-demand, meant to run, no GPU yet: the machine's GPU may be rented by
+    someone else), else ``actual_status`` itself (``exited``, ``offline``...) or ``unknown``."""
+    if inst is None:
+        return "gone"
+    actual, intended = inst.get("actual_status"), inst.get("intended_status")
+    if actual == "running":
+        return "running"
+    if intended == "running" and inst.get("cur_state") == "running":
+        return "starting"
+    if intended == "running" and inst.get("cur_state") == "stopped":
+        return "outbid" if inst.get("is_bid") else "scheduling"
+    if intended == "stopped" or actual == "stopped":
+        return "stopped"
+    return str(actual) if actual else "unknown"
+
+
+def hourly_cost(inst: dict[str, Any]) -> float:
+    """What the instance bills now, $/h: ``dph_total`` (compute and disk) while it holds its
+    GPU, its disk alone (``storage_total_cost``) once stopped."""
+    field = "dph_total" if inst.get("cur_state") == "running" else "storage_total_cost"
+    try:
+        return float(inst.get(field) or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
 
 
 def host_port(ports: Any, container_port: str) -> int | None:

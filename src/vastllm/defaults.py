@@ -12,3 +12,4 @@ PROXY_PORT = 8082  # the caching proxy, what the tunnel forwards (roles/llm_prox
 OLLAMA_PORT = 11434  # Ollama's own default (roles/ollama: ollama_port)
 REDIS_PORT = 6379  # the proxy's cache (roles/redis: redis_port)
 MODELS_DIR = "/workspace/models"  # where model_fetch puts models (vastllm_model_dir)
+BUSY_DIR = "/run/vastllm/busy"  # marks of running fetches, pulls, cascades (roles/idle_stop)

@@ -13,6 +13,16 @@ tests/fixtures/vast-api (see /work/shared/fixtures/vast-api/INDEX.md for their s
 * ``PUT /api/v0/asks/{offer_id}/`` -- ``{"success": true, "new_contract": <instance id>}``;
   unknown/rented offer: 404 ``no_such_ask``. The new instance reports ``loading`` for
   ``boot_polls`` single-instance GETs, then ``running`` with a direct 22/tcp mapping.
+* ``PUT /api/v0/instances/{id}/`` (manage instance) -- ``{"state": "stopped" | "running"}``
+  and/or ``{"label": ...}`` (at least one; anything else a 400 ``invalid_args``), answers
+  ``{"success": true}``; an unknown id is a 404 ``not_found``. Stop: ``actual_status``,
+  ``cur_state``, ``next_state`` and ``intended_status`` become ``stopped``, ``ports`` null; the
+  disk is still billed (``storage_total_cost`` $/h, see :meth:`VastState.cost_per_hour`). Start:
+  ``intended_status`` and ``next_state`` become ``running`` and the instance boots as a new one
+  does (``loading`` for ``boot_polls`` GETs, then ``running``) -- unless its GPU was rented by
+  someone else meanwhile (knob ``gpu_taken``): then the start is still a success answer but the
+  instance stays ``stopped`` (``actual_status``/``cur_state``), intending ``running``, as the
+  docs describe a start "subject to resource availability on the machine".
 * ``POST /api/v0/bundles/`` -- ``{"offers": [...]}``, filters must be operator dicts (a plain
   value is the recorded 400 ``bad_request``); no key needed, as documented.
 
@@ -30,10 +40,21 @@ Knobs (``POST /__double__/config`` JSON, or attributes of ``VastApiDouble.state`
 next /api requests instead of the real answer; e.g. ``[[429, "API requests too frequent",
 "text/plain"]]``, no Retry-After), ``boot_polls``, ``new_instance_ssh`` (``{"host": ..., "port":
 ...}``: a created instance boots with that ``public_ipaddr`` and ``22/tcp`` host port, e.g. a
-real sshd on loopback; default: the 203.0.113.x documentation addresses).
+real sshd on loopback; default: the 203.0.113.x documentation addresses), ``gpu_taken`` (ids of
+instances whose GPU someone else rented: a start leaves them stopped), ``outbid`` (ids of
+interruptible, ``is_bid``, instances a higher bid takes the GPU from, now:
+``actual_status``/``cur_state``/``next_state`` ``stopped`` while ``intended_status`` stays
+``running``; on-demand ids are ignored; no outbid instance was ever recorded publicly, so this is
+the double's model in the documented fields). A create request with ``price`` (the documented bid,
+$/h) makes an interruptible instance (``is_bid: true``, ``min_bid`` of the offer).
+
 Introspection: ``GET /__double__/stats`` (every /api request: method, path, query, whether the
 key was right, the JSON body of PUT/POST requests; never the key), ``POST /__double__/reset``
 (clear the request log).
+
+Prices: every instance carries the recorded ``dph_total`` (compute and disk, $/h), ``dph_base``,
+``storage_cost`` ($/GB/month) and ``storage_total_cost`` (its disk, $/h); a running instance bills
+``dph_total``, a stopped one ``storage_total_cost`` (only destroy ends every charge).
 
 Run standalone: ``python tests/doubles/vastai_api_double.py --port 8123 --api-key KEY``.
 """
@@ -69,7 +90,7 @@ def _profiles() -> dict[str, dict[str, Any]]:
     keys = ("gpu_name", "num_gpus", "gpu_ram", "gpu_totalram", "cpu_ram", "cpu_cores_effective",
             "disk_space", "dph_total", "dph_base", "machine_id", "host_id", "geolocation",
             "cpu_name", "gpu_frac", "reliability2", "inet_down", "inet_up", "cuda_max_good",
-            "driver_version")
+            "driver_version", "min_bid", "storage_cost", "storage_total_cost")
     return {
         "a5000": {k: docs[k] for k in keys if k in docs},
         "4090": {k: offer[k] for k in keys if k in offer},
@@ -199,12 +220,35 @@ class VastState:
         self.fail_next: list[list[Any]] = []
         self.boot_polls = 0
         self.new_instance_ssh: dict[str, Any] | None = None
+        self.gpu_taken: list[int] = []
         self.polls: dict[int, int] = {}
         self.requests: list[dict[str, Any]] = []
 
     def count(self, method: str, path: str) -> int:
         with self.lock:
             return sum(1 for r in self.requests if r["method"] == method and r["path"] == path)
+
+    def outbid(self, instance_id: int) -> bool:
+        """Stop an interruptible instance as a higher bid does; False (nothing done) for an
+        on-demand or unknown one. Call with the lock held."""
+        row = self.instances.get(instance_id)
+        if row is None or not row.get("is_bid"):
+            return False
+        self.polls.pop(instance_id, None)
+        row.update(actual_status="stopped", cur_state="stopped", next_state="stopped",
+                   intended_status="running", ports=None)
+        return True
+
+    def cost_per_hour(self, instance_id: int) -> float:
+        """What the instance bills now, $/h: ``dph_total`` while its GPU is held (running,
+        loading), its disk (``storage_total_cost``) once stopped; 0 when destroyed."""
+        with self.lock:
+            row = self.instances.get(instance_id)
+            if row is None:
+                return 0.0
+            if row.get("cur_state") == "running":
+                return float(row.get("dph_total") or 0)
+            return float(row.get("storage_total_cost") or 0)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -286,6 +330,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._show, int(m.group(1)), True
         if m and method == "DELETE":
             return self._destroy, int(m.group(1)), True
+        if m and method == "PUT":
+            return self._manage, int(m.group(1)), True
         m = re.fullmatch(r"/api/v0/asks/(\d+)/", path)
         if m and method == "PUT":
             return self._create, int(m.group(1)), True
@@ -356,6 +402,45 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send(200, {"success": True})
 
+    def _manage(self, instance_id: int, _: dict[str, str]) -> None:
+        state = self.server.state
+        try:
+            request = self._body()
+        except ValueError:
+            request = None
+        wanted = request.get("state") if isinstance(request, dict) else None
+        label = request.get("label") if isinstance(request, dict) else None
+        if (not isinstance(request, dict) or not request.keys() & {"state", "label"}
+                or ("state" in request and wanted not in ("stopped", "running"))
+                or ("label" in request and not isinstance(label, str))):
+            self._send(400, {"success": False, "error": "invalid_args",
+                             "msg": "state must be stopped or running, label a string"})
+            return
+        with state.lock:
+            row = state.instances.get(instance_id)
+            if row is None:
+                self._send(404, {"success": False, "error": "not_found",
+                                 "msg": "Instance not found"})
+                return
+            if "label" in request:
+                row["label"] = label
+            if wanted == "stopped":
+                state.polls.pop(instance_id, None)
+                row.update(actual_status="stopped", cur_state="stopped", next_state="stopped",
+                           intended_status="stopped", ports=None)
+            elif wanted == "running" and row.get("cur_state") != "running":
+                row.update(intended_status="running")
+                if instance_id in state.gpu_taken:
+                    row.update(actual_status="stopped", cur_state="stopped",
+                               next_state="stopped")
+                elif state.boot_polls:
+                    row.update(actual_status="loading", cur_state="running",
+                               next_state="running")
+                    state.polls[instance_id] = state.boot_polls
+                else:
+                    state.instances[instance_id] = _booted(row, state.new_instance_ssh)
+        self._send(200, {"success": True})
+
     def _create(self, offer_id: int, _: dict[str, str]) -> None:
         state = self.server.state
         try:
@@ -375,6 +460,8 @@ class Handler(BaseHTTPRequestHandler):
             n = max([*state.instances, FIRST_ID + 99]) - FIRST_ID + 1
             row = make_instance(n, request.get("label"), ssh="none", status="loading")
             row.update({k: offer[k] for k in _profiles()["4090"] if k in offer})
+            if request.get("price") is not None:  # the documented bid: interruptible
+                row.update(is_bid=True)
             row.update(image_uuid=request.get("image"), onstart=request.get("onstart"),
                        disk_space=request.get("disk", row.get("disk_space")),
                        ssh_host=f"ssh{n % 9 + 1}.vast.ai", ssh_port=20000 + 7 * n)
@@ -424,9 +511,12 @@ class Handler(BaseHTTPRequestHandler):
         elif method == "POST" and path == "/__double__/config":
             knobs = self._body()
             with state.lock:
-                for name in ("api_key", "fail_next", "boot_polls", "new_instance_ssh"):
+                for name in ("api_key", "fail_next", "boot_polls", "new_instance_ssh",
+                             "gpu_taken"):
                     if name in knobs:
                         setattr(state, name, knobs[name])
+                for instance_id in knobs.get("outbid", []):
+                    state.outbid(int(instance_id))
             self._send(200, {"ok": True})
         else:
             self._send(404, {"error": "unknown control endpoint"})

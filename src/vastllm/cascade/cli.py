@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from vastllm.busy import busy
 from vastllm.cascade.active import DEFAULT_ACTIVE_FILE
 from vastllm.cascade.candidates import DEFAULT, load_candidates
 from vastllm.cascade.engine import EngineAdapter
@@ -145,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=ThrottledPrinter(args.progress_seconds),
     )
     try:
-        result = run_cascade(candidates, capacity, engines, options)
+        with busy("cascade"):  # the idle watcher never stops the host under the cascade
+            result = run_cascade(candidates, capacity, engines, options)
     except CascadeError as exc:
         print(str(exc), file=sys.stderr)
         if args.json:

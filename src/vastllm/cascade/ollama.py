@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from vastllm.busy import busy
 from vastllm.cascade.candidates import Candidate, ollama_name
 from vastllm.cascade.clients import OllamaChat
 from vastllm.cascade.errors import EngineError
@@ -97,7 +98,11 @@ class OllamaEngine:
 
     def pull(self, tag: str, progress: ProgressFn) -> None:
         """Stream ``/api/pull``; an ``{"error": ...}`` line or a stream without ``success``
-        raises EngineError with a readable reason."""
+        raises EngineError with a readable reason. The host is marked busy meanwhile."""
+        with busy("ollama-pull"):
+            self._pull(tag, progress)
+
+    def _pull(self, tag: str, progress: ProgressFn) -> None:
         succeeded = False
         try:
             for line in ndjson_lines(

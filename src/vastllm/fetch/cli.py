@@ -18,6 +18,7 @@ from typing import Any, NoReturn, TypedDict
 
 from pydantic import ValidationError
 
+from vastllm.busy import busy
 from vastllm.fetch.api import FetchResult, fetch, repair, verify
 from vastllm.fetch.errors import FetchError, UsageError
 from vastllm.fetch.layout import detect_layout
@@ -189,12 +190,13 @@ def _run(args: argparse.Namespace, settings: FetchSettings) -> int:
         allow_unverified=args.allow_unverified,
     )
     outcome: FetchResult
-    if args.repair:
-        outcome = repair(args.url, args.dest, **source)
-    else:
-        if not args.url:
-            raise UsageError("--url is required (except with --verify-only or --repair)")
-        outcome = fetch(args.url, args.dest, force=args.force, **source)
+    if not args.repair and not args.url:
+        raise UsageError("--url is required (except with --verify-only or --repair)")
+    with busy("fetch"):  # the idle watcher never stops the host under a fetch
+        if args.repair:
+            outcome = repair(args.url, args.dest, **source)
+        else:
+            outcome = fetch(args.url, args.dest, force=args.force, **source)
     _emit(args, outcome.to_json())
     return EXIT_OK
 
