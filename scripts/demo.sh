@@ -4,16 +4,28 @@
 # CPU model fetched from a local S3 endpoint, and the answer comes back through an SSH tunnel,
 # asked with `vastllm chat`.
 # Overridable: VASTLLM_STATE (state and SSH key), VASTLLM_DEMO_NAME (container and host name),
-# VASTLLM_DEMO_SSH_PORT, VASTLLM_DEMO_S3_PORT, VASTLLM_DEMO_PROXY_PORT (local end of the tunnel).
+# VASTLLM_DEMO_SSH_PORT, VASTLLM_DEMO_S3_PORT, VASTLLM_DEMO_PROXY_PORT (the workstation gateway,
+# what clients use), VASTLLM_DEMO_HOSTS_PORT (the local end of the host's proxy tunnel),
+# VASTLLM_DEMO_S3_SECRET (the S3 secret key the host fetches the model with; the local S3 takes
+# any, default demo), VASTLLM_DEMO_VARS (a YAML file of more variables for the demo host, e.g.
+# llm_proxy_paid_upstreams with their api_key: it becomes the host's host_vars, so no secret is
+# ever on a command line), VASTLLM_DEMO_VERBOSE (how many -v `vastllm up` gets: 2 shows every
+# task's result). The proxy's API keys come from VASTLLM_PROXY_API_KEYS as for any host;
+# `vastllm chat` then sends $VASTLLM_PROXY_API_KEY, by default the first of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state=${VASTLLM_STATE:-$HOME/.cache/vastllm}/demo
 name=${VASTLLM_DEMO_NAME:-vastllm-demo}
 ssh_port=${VASTLLM_DEMO_SSH_PORT:-2222}
 s3_port=${VASTLLM_DEMO_S3_PORT:-45901}
-proxy_port=${VASTLLM_DEMO_PROXY_PORT:-8082}  # the tunnel forwards the host's proxy here
-# the tunnel role's forward, with the local port above (the host's proxy listens on 8082)
-tunnel_vars="{\"tunnel_forwards\": [{\"name\": \"proxy\", \"remote_port\": 8082, \"local_port\": $proxy_port}]}"
+proxy_port=${VASTLLM_DEMO_PROXY_PORT:-8082}  # the workstation gateway listens here
+hosts_port=${VASTLLM_DEMO_HOSTS_PORT:-18082}  # the tunnel forwards the host's proxy here
+# the tunnel role's settings: the gateway on the proxy forward's local port, the host's proxy
+# (on its 8082) tunnelled to hosts_port; the demo's tunnel slots, gateway settings and gateway
+# program are its own, so the demo never touches the tunnels of real hosts on this workstation
+tunnel_args=(-e "tunnel_forwards=[{\"name\": \"proxy\", \"remote_port\": 8082, \"local_port\": $proxy_port}]"
+    -e "tunnel_gateway_hosts_port=$hosts_port" -e "tunnel_slots_file=$state/tunnel-slots.json"
+    -e "tunnel_gateway_config=$state/gateway.json" -e "tunnel_gateway_name=$name-gateway")
 inventory=$state/hosts.yml
 key=${VASTLLM_STATE:-$HOME/.cache/vastllm}/testhost_ed25519
 log() { printf '\n==> %s\n' "$*"; }
@@ -39,6 +51,12 @@ PY
     # the project's group_vars apply to the demo inventory as to inventory/hosts.yml: SSH host
     # keys pinned in the project's known_hosts, as for a rented host
     ln -sfn "$PWD/inventory/group_vars" "$state/group_vars"
+    # more variables of the demo host, from a file: secrets in them stay off every command line
+    mkdir -p "$state/host_vars"
+    rm -f "$state/host_vars/$name.yml"
+    if [ -n "${VASTLLM_DEMO_VARS:-}" ]; then
+        ln -s "$(realpath "$VASTLLM_DEMO_VARS")" "$state/host_vars/$name.yml"
+    fi
     # a new container on the demo's port: forget the key an earlier demo host left pinned there
     .venv/bin/vastllm -i "$inventory" forget-host "$name" >/dev/null
     # HTTPS from inside the host may be intercepted: trust this machine's CA bundle there too
@@ -46,16 +64,25 @@ PY
         export VASTLLM_EXTRA_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
     fi
     log "Running site.yml against it with vastllm up (GPU host roles, then the autossh tunnel here)"
-    .venv/bin/vastllm -i "$inventory" \
-        -e "tunnel_forwards=[{\"name\": \"proxy\", \"remote_port\": 8082, \"local_port\": $proxy_port}]" up
-    log "Asking the model through the tunnel and the proxy with vastllm chat"
+    local verbose=() i
+    for ((i = 0; i < ${VASTLLM_DEMO_VERBOSE:-0}; i++)); do verbose+=(-v); done
+    .venv/bin/vastllm -i "$inventory" "${tunnel_args[@]}" "${verbose[@]}" up
+    log "Asking the model through the workstation gateway, the tunnel and the host's proxy with vastllm chat"
     wait_for_proxy
+    # the gateway asks for one of the proxy's keys when they are set (in the environment only)
+    if [ -n "${VASTLLM_PROXY_API_KEYS:-}" ] && [ -z "${VASTLLM_PROXY_API_KEY:-}" ]; then
+        export VASTLLM_PROXY_API_KEY=${VASTLLM_PROXY_API_KEYS%%,*}
+    fi
     local question="What is the capital of France? Answer in one word."
     printf '\n    Q: %s\n    A: ' "$question"
     .venv/bin/vastllm chat "$question" --url "http://127.0.0.1:$proxy_port" \
         --max-tokens 20 --temperature 0
     log "Done in $(( $(date +%s) - start )) s."
-    echo "    Claude Code:  ANTHROPIC_BASE_URL=http://127.0.0.1:$proxy_port ANTHROPIC_AUTH_TOKEN=demo claude"
+    local token=demo
+    if [ -n "${VASTLLM_PROXY_API_KEYS:-}" ]; then
+        token='"$VASTLLM_PROXY_API_KEY"'  # the key is named, never printed
+    fi
+    echo "    Claude Code:  ANTHROPIC_BASE_URL=http://127.0.0.1:$proxy_port ANTHROPIC_AUTH_TOKEN=$token claude"
     echo "    Host shell:   ssh -i $key -p $ssh_port root@127.0.0.1"
     echo "    Remove it:    make demo-down"
 }
@@ -73,8 +100,7 @@ wait_for_proxy() {
 
 down() {
     if [ -f "$inventory" ]; then
-        ansible-playbook -i "$inventory" -e "$tunnel_vars" site.yml --tags tunnel \
-            -e tunnel_state=absent >/dev/null || true
+        .venv/bin/vastllm -i "$inventory" "${tunnel_args[@]}" tunnel --down >/dev/null 2>&1 || true
         .venv/bin/vastllm -i "$inventory" forget-host "$name" >/dev/null || true
     fi
     python scripts/local_s3.py stop --state "$state/s3" || true

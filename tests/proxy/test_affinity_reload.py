@@ -105,6 +105,48 @@ def test_a_conversation_stays_on_its_host_and_moves_when_that_host_dies(
         proxy.stop()
 
 
+def test_parallel_requests_of_one_conversation_spread_past_the_imbalance(
+    tmp: Path, hosts: list[OllamaDouble]
+) -> None:
+    """A conversation keeps its host only while that host has at most affinity_max_imbalance
+    more requests in flight than the least busy one: eight parallel requests of one
+    conversation (sub-agents, tool calls) do not all queue on one host."""
+    for d in hosts:
+        d.config(first_token_delay=1.0)
+    proxy = Proxy(
+        tmp,
+        upstreams=[upstream(f"host{i}", d) for i, d in enumerate(hosts)],
+        active_model_file=str(write_active_model(tmp / "active.json", 32768)),
+        redis_url="",
+        affinity_max_imbalance=2,
+    )
+    try:
+        home = turn(proxy, "one conversation", stream=True).headers["x-vastllm-upstream"]
+        served: list[str] = []
+        threads = [
+            threading.Thread(
+                target=lambda n=n: served.append(
+                    turn(proxy, "one conversation", f"part {n}", stream=True).headers[
+                        "x-vastllm-upstream"
+                    ]
+                )
+            )
+            for n in range(8)
+        ]
+        for t in threads:
+            t.start()
+            time.sleep(0.05)  # one after another, each while the earlier ones are in flight
+        for t in threads:
+            t.join(timeout=30)
+        assert len(served) == 8
+        # each stays on the conversation's host until that one is 3 ahead of the other
+        assert served.count(home) < 8, served
+        assert len(served) - served.count(home) >= 2, served
+        assert affinity(proxy)["moved"] >= 2
+    finally:
+        proxy.stop()
+
+
 def test_the_conversation_key_is_the_system_prompt_and_the_first_user_message() -> None:
     def req(*messages: tuple[str, str]) -> ChatRequest:
         return ChatRequest(model="m", messages=[{"role": r, "content": c} for r, c in messages])

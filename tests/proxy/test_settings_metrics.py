@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from tests.proxy.conftest import Proxy
 from tests.support import REPO
+from vastllm.proxy.metrics import OUTPUT_RATE, RATE_WINDOW, Metrics
 from vastllm.proxy.settings import ProxySettings
 
 
@@ -101,6 +102,7 @@ def test_metrics_exposition(proxy: Proxy, unique: str) -> None:
     assert 0 < values["vastllm_proxy_cache_hit_ratio"] < 1
     assert values['vastllm_proxy_tokens_total{direction="in"}'] > 0
     assert values['vastllm_proxy_tokens_total{direction="out"}'] > 0
+    assert values[OUTPUT_RATE] > 0  # the answer above was in the last minute
     assert values["vastllm_proxy_redis_up"] == 1
     buckets = [
         v
@@ -110,3 +112,46 @@ def test_metrics_exposition(proxy: Proxy, unique: str) -> None:
     assert buckets == sorted(buckets)
     assert buckets[-1] == values['vastllm_proxy_upstream_latency_seconds_count{upstream="main"}']
     assert values['vastllm_proxy_upstream_outstanding{upstream="main"}'] == 0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def rate_in(metrics: Metrics) -> float:
+    for line in metrics.render([], None).decode().splitlines():
+        if line.startswith(OUTPUT_RATE + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {OUTPUT_RATE} sample")
+
+
+def test_output_token_rate_is_taken_over_the_last_minute() -> None:
+    clock = Clock()
+    m = Metrics(clock)
+    assert rate_in(m) == 0
+    m.tokens(5, 60)
+    clock.now += 30.5
+    m.tokens(5, 120)
+    m.tokens(5, 0)  # no output: no bucket
+    assert rate_in(m) == (60 + 120) / RATE_WINDOW
+    clock.now += RATE_WINDOW - 30  # the first answer is now more than a minute old
+    assert rate_in(m) == 120 / RATE_WINDOW
+    clock.now += 30
+    assert rate_in(m) == 0
+    assert m.tokens_out == 180  # the counter keeps everything
+
+
+def test_output_token_rate_sums_the_workers() -> None:
+    clocks = Clock(), Clock()
+    workers = Metrics(clocks[0]), Metrics(clocks[1])
+    workers[0].tokens(1, 30)
+    workers[1].tokens(1, 90)
+    total = Metrics()
+    for w in workers:
+        total.add(w.snapshot())
+    assert rate_in(total) == 2.0
+    assert total.tokens_out == 120

@@ -15,6 +15,7 @@ import pytest
 
 from tests.proxy.conftest import OllamaDouble, Proxy, RedisServer, upstream, wait_until
 from tests.support import REPO
+from vastllm.proxy.metrics import OUTPUT_RATE, RATE_WINDOW
 
 
 def children(pid: int) -> list[int]:
@@ -96,11 +97,14 @@ def test_workers_share_the_port_the_cache_and_the_metrics(
 
         def all_counted() -> bool:
             text = httpx.get(p.url + "/metrics").text
+            out = counter(text, 'vastllm_proxy_tokens_total{direction="out"}')
             return (
                 counter(text, route) == 2 * n
                 and counter(text, "vastllm_proxy_cache_misses_total") == n
                 and counter(text, "vastllm_proxy_cache_hits_total") == n
                 and counter(text, "vastllm_proxy_cache_hit_ratio") == 0.5
+                # a rate sums over the workers: every answer of this test is in the window
+                and counter(text, OUTPUT_RATE) == round(out / RATE_WINDOW, 3) > 0
             )
 
         wait_until(all_counted, what="metrics of both workers added up")

@@ -12,14 +12,19 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+import shlex
+import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import pytest
 import yaml
@@ -51,13 +56,22 @@ class GpuHost:
             "ansible_ssh_private_key_file": self.identity_file,
         }
 
-    def serve_double(self) -> None:
-        """The Ollama double on the host's 127.0.0.1:8082, where the host's proxy listens."""
+    def serve_double(self, knobs: dict[str, Any] | None = None) -> None:
+        """The Ollama double on the host's 127.0.0.1:8082, where the host's proxy listens,
+        with the double's ``knobs`` (token delays), in the place of one already there."""
+        capture(["docker", "exec", self.name, "pkill", "-f", "ollama serve"])
+        for _ in range(50):
+            if capture(["docker", "exec", self.name, "pgrep", "-f", "ollama serve"]).returncode:
+                break
+            time.sleep(0.1)
         assert (
             capture(["docker", "cp", str(DOUBLE), f"{self.name}:/usr/local/bin/ollama"]).returncode
             == 0
         )
-        env = f"OLLAMA_HOST=127.0.0.1:8082 OLLAMA_MODELS=/tmp/models OLLAMA_DOUBLE_MODELS={MODEL}"
+        env = (
+            f"OLLAMA_HOST=127.0.0.1:8082 OLLAMA_MODELS=/tmp/models OLLAMA_DOUBLE_MODELS={MODEL}"
+            f" OLLAMA_DOUBLE_CONFIG={shlex.quote(json.dumps(knobs or {}))}"
+        )
         done = capture(
             [
                 "docker",
@@ -78,6 +92,16 @@ class GpuHost:
         log = capture(["docker", "exec", self.name, "cat", "/tmp/double.log"])
         raise AssertionError(f"the double did not start on {self.name}: {log.stdout}{log.stderr}")
 
+    def generations(self) -> int:
+        """How many answers the host's double generated (cache hits never reach it)."""
+        probe = (
+            "import urllib.request as u; "
+            "print(u.urlopen('http://127.0.0.1:8082/__double__/stats').read().decode())"
+        )
+        done = capture(["docker", "exec", self.name, "python3", "-c", probe])
+        assert done.returncode == 0, done.stderr
+        return int(json.loads(done.stdout)["generations"])
+
 
 @dataclass
 class Workstation:
@@ -86,6 +110,8 @@ class Workstation:
     playbook: Path
     gateway_port: int
     hosts_port: int
+    # tunnel role settings of every run of this test, its teardown's included
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "VASTLLM_"))}
@@ -124,6 +150,7 @@ class Workstation:
             "tunnel_gateway_hosts_port": self.hosts_port,
             "tunnel_manager": "supervised",
             "tunnel_health_path": "/api/version",  # the double has no /health
+            **self.settings,
             **extra,
         }
         extra_file = self.home / "extra.json"
@@ -298,3 +325,212 @@ def test_one_endpoint_for_every_host(workstation: Workstation, gpu_hosts: list[G
     assert ws.upstream_ports() == {other.name: ws.hosts_port + 10 * gpu_hosts.index(other)}
     assert program_pid(f"vastllm-tunnel-{stopped.name}") == ""
     assert ask(ws, "one host left").headers["x-vastllm-upstream"] == other.name
+
+    # no host left: nothing to stand in front of, the gateway stops and frees its port
+    empty = ws.run_role([])
+    assert empty.returncode == 0, empty.stdout[-4000:] + empty.stderr[-2000:]
+    assert gateway_pid(ws) == ""
+    assert program_pid(tunnel) == ""
+    with socket.socket() as sock:
+        # (connections of the run in TIME_WAIT hold the port too: only a listener is refused)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", ws.gateway_port))
+        sock.listen()
+
+
+# -- a bounded load run with a host stopped and started again --------------------------------
+
+# the doubles answer slowly enough that requests are in flight on a host when it is stopped
+SLOW = {"first_token_delay": 0.2, "token_delay": 0.08}
+WORKERS = 4
+
+
+@dataclass
+class Outcome:
+    """One request of the load run, as its client saw it."""
+
+    worker: int
+    stream: bool
+    start: float
+    end: float = 0.0
+    upstream: str = ""
+    events: int = 0
+    ok: bool = False
+    error: str = ""
+    error_event: bool = False  # an Anthropic ``error`` event ended the stream
+    turn: int = 1
+    first_upstream: str = ""  # a second turn's: where its first turn went
+
+
+def one_request(
+    client: anthropic.Anthropic, worker: int, text: str, stream: bool, history: list[Any]
+) -> Outcome:
+    out = Outcome(worker, stream, time.monotonic())
+    messages = [*history, {"role": "user", "content": text}]
+    want = f"You said: {text}"
+    try:
+        if stream:
+            answer = client.messages.create(
+                model=MODEL, max_tokens=40, messages=messages, stream=True
+            )
+            out.upstream = answer.response.headers.get("x-vastllm-upstream", "")
+            got = ""
+            for event in answer:
+                out.events += 1
+                if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    got += event.delta.text
+            out.ok = got == want
+        else:
+            raw = client.messages.with_raw_response.create(
+                model=MODEL, max_tokens=40, messages=messages
+            )
+            out.upstream = raw.headers.get("x-vastllm-upstream", "")
+            block = raw.parse().content[0]
+            out.ok = block.type == "text" and block.text == want
+        if not out.ok:
+            out.error = "wrong answer"
+    except anthropic.APIStatusError as e:
+        out.error = f"{type(e).__name__} {e.status_code}: {e.message}"
+        body = e.body if isinstance(e.body, dict) else {}
+        # the SDK raises for an SSE error event with the 200 of the stream's response
+        out.error_event = stream and e.status_code == 200 and body.get("type") == "error"
+    except anthropic.APIError as e:
+        out.error = f"{type(e).__name__}: {e}"
+    out.end = time.monotonic()
+    return out
+
+
+def load(url: str, worker: int, stop: threading.Event, outcomes: list[Outcome]) -> None:
+    """Conversations one after another with the official SDK, half of them streamed; every
+    third one asks a second turn, which should stay on the first turn's host."""
+    client = anthropic.Anthropic(base_url=url, api_key="unused", max_retries=0, timeout=30)
+    n = 0
+    while not stop.is_set():
+        n += 1
+        text = f"load worker {worker} conversation {n}"
+        first = one_request(client, worker, text, n % 2 == 0, [])
+        outcomes.append(first)
+        if first.ok and n % 3 == 0 and not stop.is_set():
+            history = [
+                {"role": "user", "content": text},
+                {"role": "assistant", "content": f"You said: {text}"},
+            ]
+            second = one_request(client, worker, f"{text} turn 2", False, history)
+            second.turn, second.first_upstream = 2, first.upstream
+            outcomes.append(second)
+
+
+def metric(text: str, name: str, labels: str) -> float:
+    found = re.search(rf"^{re.escape(name)}{{{re.escape(labels)}}} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+@pytest.mark.timeout(900)
+def test_a_host_stopped_under_load_fails_only_its_started_streams(
+    workstation: Workstation, gpu_hosts: list[GpuHost]
+) -> None:
+    ws = workstation
+    victim, other = gpu_hosts
+    for h in gpu_hosts:
+        h.serve_double(SLOW)
+    # the gateway's own cache: the redis role run on this workstation, on a port of the test's
+    cache_port = free_port()
+    ws.settings.update(tunnel_gateway_cache=True, tunnel_gateway_cache_port=cache_port)
+    try:
+        up = ws.run_role(gpu_hosts)
+        assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-2000:]
+        assert program_pid("vastllm-gateway-redis")
+        settings = json.loads((ws.home / ".config/vastllm/gateway.json").read_text())
+        assert settings["redis_url"] == f"redis://127.0.0.1:{cache_port}/0"
+        password = Path("/etc/vastllm/vastllm-gateway-redis.password")
+        assert settings["redis_password"] == password.read_text()
+        assert oct(password.stat().st_mode & 0o777) == "0o600"
+        assert "changed=0" in ws.run_role(gpu_hosts).stdout
+        ws.wait_for_upstreams({victim.name, other.name})
+
+        stop = threading.Event()
+        outcomes: list[Outcome] = []
+        threads = [
+            threading.Thread(target=load, args=(ws.url, i, stop, outcomes), daemon=True)
+            for i in range(WORKERS)
+        ]
+        began = time.monotonic()
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(12)
+            # the host's container stops at once (power lost, instance preempted)
+            killed = time.monotonic()
+            assert capture(["docker", "kill", victim.name]).returncode == 0
+            time.sleep(12)
+            assert capture(["docker", "start", victim.name], timeout=60).returncode == 0
+            victim.serve_double(SLOW)
+            back = time.monotonic()
+            # autossh reconnects, the gateway's health check takes the host back: traffic again
+            deadline = began + 60
+            while time.monotonic() < deadline and not any(
+                o.ok and o.upstream == victim.name and o.start > back for o in list(outcomes)
+            ):
+                time.sleep(0.5)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=40)
+        done = list(outcomes)
+        summary = f"{len(done)} requests, {sum(o.ok for o in done)} ok; failed: " + "; ".join(
+            f"{o.upstream or '?'} stream={o.stream} {o.error}" for o in done if not o.ok
+        )
+        print(summary)
+        # before the stop, both hosts served
+        assert {o.upstream for o in done if o.ok and o.end < killed} == {victim.name, other.name}
+        # the only failures: streams that had started on the stopped host, ended with an
+        # Anthropic error event
+        for o in done:
+            if not o.ok:
+                assert o.error_event, summary
+                assert o.upstream == victim.name, summary
+                assert o.start < killed < o.end, summary
+        # requests that had nothing back yet went to the other host: no request started while
+        # the host was down failed, and the gateway saw the stopped host fail under it
+        down = [o for o in done if killed < o.start and o.end < back]
+        assert down, summary
+        assert all(o.ok and o.upstream == other.name for o in down), summary
+        metrics = httpx.get(ws.url + "/metrics", timeout=10).text
+        upstream = f'upstream="{victim.name}"'
+        assert metric(metrics, "vastllm_proxy_upstream_errors_total", upstream) >= 1, metrics
+        # the host came back and took traffic again
+        assert any(o.ok and o.upstream == victim.name and o.start > back for o in done), summary
+        # a conversation's second turn stayed on its host while that host was up
+        kept = [o for o in done if o.turn == 2 and o.end < killed]
+        assert kept, summary
+        assert all(o.upstream == o.first_upstream for o in kept), summary
+        assert metric(metrics, "vastllm_proxy_affinity_total", 'result="kept"') >= len(kept)
+
+        # the gateway's own cache: a repeated deterministic question is answered here, and
+        # never crosses a tunnel to a host
+        question = {
+            "model": MODEL,
+            "max_tokens": 20,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": "cached at the gateway"}],
+        }
+        miss = httpx.post(ws.url + "/v1/messages", json=question, timeout=30)
+        assert miss.status_code == 200, miss.text
+        generated = victim.generations() + other.generations()
+        hit = httpx.post(ws.url + "/v1/messages", json=question, timeout=30)
+        assert hit.status_code == 200, hit.text
+        assert hit.headers["x-vastllm-cache"] == "hit"
+        assert hit.json()["content"] == miss.json()["content"]
+        assert victim.generations() + other.generations() == generated
+        health = ws.health()
+        assert health["redis"] == "ok", health
+    finally:
+        # the tunnels go, and the gateway's cache with them
+        gone = ws.run_role(gpu_hosts, tunnel_state="absent")
+        assert gone.returncode == 0, gone.stdout[-3000:]
+        assert program_pid("vastllm-gateway-redis") == ""
+        ws.settings.clear()
+        for leftover in Path("/etc/vastllm").glob("vastllm-gateway-redis.*"):
+            leftover.unlink()
+        Path("/usr/local/lib/vastllm/vastllm-gateway-redis-cli").unlink(missing_ok=True)
+        shutil.rmtree("/var/lib/vastllm/vastllm-gateway-redis", ignore_errors=True)

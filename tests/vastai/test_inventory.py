@@ -81,6 +81,10 @@ def test_lists_every_running_instance_with_its_ssh_endpoint(vast: Env) -> None:
     assert rtx["vast_actual_status"] == "running"
     assert rtx["total_vram_gib"] == 24.0
     assert "vast_cuda_max_good" not in hostvars["llm-00"]  # the A5000 record has no such field
+    # the prices and start time vastllm status counts spend from, as the double records them
+    row = vast.state.instances[ID[1]]
+    assert (rtx["vast_dph_total"], rtx["vast_storage_total_cost"], rtx["vast_start_date"]) == (
+        row["dph_total"], row["storage_total_cost"], row["start_date"])
 
     # keyed groups by GPU model
     assert set(run.hosts("gpu_RTX_4090")) == {

@@ -83,7 +83,7 @@ def test_rents_the_cheapest_matching_offer_then_reuses_the_instance(vast: Contro
         assert "/opt/instance-tools/bin/entrypoint.sh" in body["onstart"]
         shows = [r for r in requests if r["path"] == f"/api/v0/instances/{NEW_ID}/"]
         assert len(shows) == 3  # loading, loading, running
-        assert "Wait until the Vast.ai instance runs, labelled vastllm-test (" in first.stdout
+        assert "Wait until the Vast.ai instances run, labelled vastllm-test (" in first.stdout
         assert f"{LABEL} (instance {NEW_ID}): ssh -p {ssh_port} root@127.0.0.1" in first.stdout
         assert KEY not in first.output
 
@@ -135,7 +135,7 @@ def test_a_new_instance_replaces_the_key_pinned_for_its_recycled_address(
 
         created = vast.playbook(PROVISION, {"vastai_label": LABEL, **QUICK})
         assert created.rc == 0, created.output
-        assert "Forget the SSH host key pinned for the address of the new" in created.stdout
+        assert "Forget the SSH host keys pinned for the addresses of the new" in created.stdout
         assert not pinned(recycled)
         assert pinned(elsewhere)
 
@@ -222,9 +222,13 @@ def test_boot_timeout_says_the_instance_is_still_rented(vast: Controller) -> Non
     run = vast.playbook(PROVISION, {"vastai_label": LABEL, "vastai_boot_timeout": 2, **QUICK})
     assert run.rc != 0
     text = " ".join(run.stdout.split())
-    assert f"Instance {NEW_ID} did not run within 2 s (actual_status loading" in text
+    assert (f"Instance {NEW_ID} labelled {LABEL} did not run within 2 s (actual_status loading"
+            in text)
     assert "It is still rented" in text
     assert len(vast.requests("GET", f"/api/v0/instances/{NEW_ID}/")) == 3  # first look + 2
+    # the failure is the instance's, under its label (provision.yml's second play)
+    assert run.recap(LABEL)["failed"] == 1
+    assert run.recap()["failed"] == 0
 
 
 def run_module(vast: Controller, args: dict[str, object]) -> PlaybookRun:

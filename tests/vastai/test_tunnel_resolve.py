@@ -314,7 +314,8 @@ def test_role_runs_the_resolver_for_vast_hosts_only(
     vast_dir = ctl.home / ".config" / "vastllm"
     known_hosts = vast_dir / "known_hosts"
 
-    # a static host keeps the plain autossh command and its address-based known_hosts name
+    # a static host keeps the plain autossh command and its address-based known_hosts name;
+    # the proxy tunnels sit behind the workstation gateway, at 18082 + slot x 10
     static = specs["static-box"]
     assert not static["vast"]
     assert static["known_name"] == "[192.0.2.10]:2222"
@@ -322,7 +323,7 @@ def test_role_runs_the_resolver_for_vast_hosts_only(
         str(autossh), "-M", "0", "-N", "-o", "ServerAliveInterval=10",
         "-o", "ServerAliveCountMax=3", "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes",
         "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
-        "-p", "2222", "-L", "127.0.0.1:8112:127.0.0.1:8082", "root@192.0.2.10"]
+        "-p", "2222", "-L", "127.0.0.1:18112:127.0.0.1:8082", "root@192.0.2.10"]
 
     resolver = vast_dir / "vast-tunnel.py"
     ssh_part = [str(autossh), "-M", "0", "-N", "-o", "ServerAliveInterval=10",
@@ -337,7 +338,7 @@ def test_role_runs_the_resolver_for_vast_hosts_only(
     python = llm["command"].split()[0]
     assert llm["command"].split() == [python, str(resolver), "--label", "llm-00",
                                       "--id", str(ID[0]), *common,
-                                      "-L", "127.0.0.1:8082:127.0.0.1:8082"]
+                                      "-L", "127.0.0.1:18082:127.0.0.1:8082"]
     spaced = specs["spaced-label-x"]["command"].split()
     label_b64 = base64.b64encode(b"spaced label/x").decode()
     assert spaced[2:6] == ["--label-b64", label_b64, "--id", str(ID[8])]
@@ -370,6 +371,6 @@ def test_role_runs_the_resolver_for_vast_hosts_only(
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     first = json.loads(autossh_log.read_text().splitlines()[0])
-    assert first["argv"][-7:] == ["-L", "127.0.0.1:8082:127.0.0.1:8082",
+    assert first["argv"][-7:] == ["-L", "127.0.0.1:18082:127.0.0.1:8082",
                                   "-o", f"HostKeyAlias=vast-instance-{ID[0]}",
                                   "-p", "30000", "root@203.0.113.1"]

@@ -21,10 +21,10 @@ from vastllm.cli.extravars import parse_extra_vars
 from vastllm.cli.inventory import group_hosts
 from vastllm.cli.progress import make_display
 from vastllm.cli.project import PROJECT_ENV, find_project, resolve_inventories
-from vastllm.cli.report import report
+from vastllm.cli.report import fleet_plan, report, wake_report
 from vastllm.cli.runner import PlaybookRun, RunOutcome, Target, run_playbook
-from vastllm.cli.status import build_report
-from vastllm.cli.status_view import host_view
+from vastllm.cli.status import build_report, exit_code
+from vastllm.cli.status_view import fleet_view, host_view
 from vastllm.defaults import PROXY_PORT
 
 app = typer.Typer(
@@ -240,7 +240,24 @@ def down(
 def provision(
     ctx: typer.Context,
     *,
-    label: Annotated[str, typer.Option("--label", help="Label of the new instance.")],
+    label: Annotated[
+        str,
+        typer.Option(
+            "--label",
+            help="Label of the instance; with --count N also the prefix of the others "
+            "(LABEL, LABEL-2 ... LABEL-N).",
+        ),
+    ],
+    count: Annotated[
+        int | None,
+        typer.Option(
+            "--count",
+            min=1,
+            help="Number of instances (default 1). Those that run are reused; only the "
+            "missing ones are rented.",
+            show_default=False,
+        ),
+    ] = None,
     gpu: Annotated[
         str | None, typer.Option("--gpu", help="GPU model name, e.g. 'RTX 4090'.")
     ] = None,
@@ -255,20 +272,87 @@ def provision(
     ] = None,
     no_site: Annotated[
         bool,
-        typer.Option("--no-site", help="Only rent the instance; do not run site.yml on it."),
+        typer.Option("--no-site", help="Only rent the instances; do not run site.yml on them."),
+    ] = False,
+    interruptible: Annotated[
+        bool,
+        typer.Option(
+            "--interruptible",
+            help="Rent interruptible (bid) instances: cheaper, stopped when outbid. Needs --bid.",
+        ),
+    ] = False,
+    bid: Annotated[
+        float | None,
+        typer.Option("--bid", min=0.001, help="With --interruptible: the bid, USD per hour."),
+    ] = None,
+    fallback_on_demand: Annotated[
+        bool,
+        typer.Option(
+            "--fallback-on-demand",
+            help="With --interruptible: rent on-demand when too few bid offers match.",
+        ),
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Show what would be rented; rent and change nothing.")
     ] = False,
 ) -> None:
-    """Rent a Vast.ai instance and bring it up (playbooks/provision.yml)."""
+    """Rent Vast.ai instances (or reuse them) and bring them up (playbooks/provision.yml)."""
     with handled(ctx):
+        if interruptible != (bid is not None):
+            raise UsageProblem(
+                "--interruptible and --bid USD go together: the bid is the price of an "
+                "interruptible instance",
+                "'--bid'" if interruptible else "'--interruptible'",
+            )
+        if fallback_on_demand and not interruptible:
+            raise UsageProblem(
+                "--fallback-on-demand only applies with --interruptible", "'--fallback-on-demand'"
+            )
         run = plays.provision(
+            bid=bid,
+            fallback_on_demand=fallback_on_demand,
             label=label,
+            count=count,
             gpu=gpu,
             min_vram_gib=min_vram,
             min_disk_gib=min_disk,
             max_dph=max_dph,
             handover=not no_site,
+            check=check,
         )
-        _exit_for(_run(ctx, run))
+        outcome = _run(ctx, run)
+        for line in fleet_plan(outcome):
+            typer.echo(line)
+        _exit_for(outcome)
+
+
+@app.command()
+def wake(
+    ctx: typer.Context,
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label",
+            help="Label of an instance to wake (repeatable). Default: every GPU host of the "
+            "inventory that is a Vast.ai instance.",
+        ),
+    ] = None,
+    no_move: Annotated[
+        bool,
+        typer.Option(
+            "--no-move",
+            help="When an instance's GPU is gone, stop with a message instead of renting the "
+            "next matching offer under its label.",
+        ),
+    ] = False,
+) -> None:
+    """Start stopped Vast.ai instances, bring their services and tunnels back
+    (playbooks/wake.yml); a label whose GPU is gone moves to a new instance."""
+    with handled(ctx):
+        outcome = _run(ctx, plays.wake(list(label or []), move=not no_move))
+        for line in wake_report(outcome):
+            typer.echo(line)
+        _exit_for(outcome)
 
 
 @app.command(name="forget-host")
@@ -298,9 +382,14 @@ def status(
         bool, typer.Option("--json", help="One JSON document on stdout instead of tables.")
     ] = False,
 ) -> None:
-    """Show each GPU host: services, model, VRAM, disk, cache hits, tunnel (read-only).
+    """Show the fleet and the gateway, then each GPU host: services, model, VRAM, disk, cache.
 
-    Runs playbooks/status.yml, which changes nothing on the hosts.
+    The fleet table has each Vast.ai host's $/h (compute and disk), uptime and an estimated
+    spend since start (uptime x $/h), from the API's prices, and their totals (docs/cost.md).
+    Runs playbooks/status.yml, which changes nothing on the hosts. Exit code: 0 every GPU
+    host healthy; 3 the fleet degraded or down (a host unreachable, unreadable, with
+    problems, or its tunnel not answering); 1 the run itself failed (the workstation's
+    checks, the inventory, ansible); 130 cancelled.
     """
     with handled(ctx):
         globals_: Globals = ctx.obj
@@ -320,6 +409,8 @@ def status(
             typer.echo(json.dumps(data, indent=2, sort_keys=True))
         else:
             out = Console()
+            if data["hosts"]:
+                out.print(fleet_view(data))
             for record in data["hosts"]:
                 out.print(host_view(record))
             if not data["hosts"]:
@@ -329,10 +420,11 @@ def status(
                 Text(f"failed: {error['host']} at task '{error['task']}': {error['message']}"),
                 soft_wrap=True,
             )
-        if not outcome.ok:
-            if not outcome.log.failures():
-                report(err, outcome, show_recap=False)
-            raise typer.Exit(EXIT_FAILED)
+        if not outcome.ok and not outcome.log.failures():
+            report(err, outcome, show_recap=False)
+        code = exit_code(data, outcome)
+        if code:
+            raise typer.Exit(code)
 
 
 @app.command(name="chat")

@@ -1,9 +1,11 @@
-"""The CLI's two kinds of failure: bad usage (exit 2) and a failed operation (exit 1)."""
+"""The CLI's two kinds of failure: bad usage (exit 2) and a failed operation (exit 1); and
+``vastllm status``'s verdict on a fleet that is not all healthy (exit 3)."""
 
 from __future__ import annotations
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_DEGRADED = 3  # vastllm status: the run worked, and some GPU host is down or unhealthy
 EXIT_CANCELLED = 130
 
 

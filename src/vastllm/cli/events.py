@@ -93,6 +93,8 @@ class EventLog:
     recap: dict[str, HostRecap] | None = None
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
     no_hosts: list[str] = field(default_factory=list)
+    # the play after which no host was left (all failed, or max_fail_percentage stopped them)
+    stopped_in: str | None = None
     output: deque[str] = field(default_factory=lambda: deque(maxlen=_OUTPUT_LINES))
 
     def feed(self, event: dict[str, Any]) -> None:
@@ -108,6 +110,8 @@ class EventLog:
             self.tasks_started += 1
         elif kind == "playbook_on_no_hosts_matched":
             self.no_hosts.append(self.play)
+        elif kind == "playbook_on_no_hosts_remaining":
+            self.stopped_in = self.play
         elif kind == "runner_on_start":
             host = str(data.get("host", ""))
             if host and host not in self.running:

@@ -9,6 +9,8 @@ _SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 HITS = "vastllm_proxy_cache_hits_total"
 MISSES = "vastllm_proxy_cache_misses_total"
 RATIO = "vastllm_proxy_cache_hit_ratio"
+OUTSTANDING = "vastllm_proxy_upstream_outstanding"
+OUTPUT_RATE = "vastllm_proxy_output_tokens_per_second"
 
 
 def samples(text: str) -> dict[str, float]:
@@ -47,3 +49,20 @@ def cache_stats(text: str) -> CacheStats | None:
     if looked and ratio is None:
         ratio = hits / looked
     return CacheStats(hits, misses, ratio)
+
+
+@dataclass(frozen=True)
+class ProxyLoad:
+    in_flight: int  # requests in flight, all upstreams together
+    output_tokens_per_second: float | None  # over the last minute; None: a proxy without it
+
+
+def proxy_load(text: str) -> ProxyLoad | None:
+    """Requests in flight (summed over the upstreams) and the output token rate; None when the
+    text has neither."""
+    values = samples(text)
+    outstanding = [v for k, v in values.items() if k.split("{", 1)[0] == OUTSTANDING]
+    rate = values.get(OUTPUT_RATE)
+    if not outstanding and rate is None:
+        return None
+    return ProxyLoad(int(sum(outstanding)), rate)

@@ -1,5 +1,6 @@
 """After a run: the recap per host (ok/changed/failed/unreachable), the failure that stopped
-each host (task, host, message), and one closing line."""
+each host (task, host, message), for several hosts which failed and which finished, and one
+closing line."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from vastllm.cli.events import Failure
+from vastllm.cli.plays import FLEET_PLAN_VAR, WAKE_REPORT_VAR
 from vastllm.cli.runner import RunOutcome
 
 
@@ -46,6 +48,43 @@ def failure_text(failure: Failure) -> Text:
     return text
 
 
+def hosts_line(outcome: RunOutcome) -> Text | None:
+    """For a run on several hosts where some failed: how many failed (named, unreachable ones
+    marked), and the others - finished, or stopped with the run when no host was left in a play
+    (all failed, or vastllm_max_fail_percentage stopped them)."""
+    recap = outcome.log.recap or {}
+    failed = [host for host, counts in recap.items() if counts.failed or counts.unreachable]
+    if len(recap) < 2 or not failed:
+        return None
+    text = Text()
+    names = [
+        f"{h} (unreachable)" if recap[h].unreachable and not recap[h].failed else h for h in failed
+    ]
+    text.append(f"{len(failed)} of {len(recap)} hosts failed: {', '.join(names)}", style="red")
+    others = [host for host in recap if host not in failed]
+    if others and outcome.log.stopped_in is not None:
+        text.append(
+            f"; the run stopped after the play '{outcome.log.stopped_in}' with no "
+            f"host left, before these finished: {', '.join(others)}"
+        )
+    elif others:
+        text.append(f"; {len(others)} finished without a failure: {', '.join(others)}")
+    return text
+
+
+def fleet_plan(outcome: RunOutcome) -> list[str]:
+    """provision: one line per label - the instance reused, the offer rented (or, in check
+    mode, that would be rented)."""
+    lines = outcome.log.values.get(FLEET_PLAN_VAR, {}).get("localhost")
+    return [str(line) for line in lines] if isinstance(lines, list) else []
+
+
+def wake_report(outcome: RunOutcome) -> list[str]:
+    """wake: one line per label - started, already running, or moved to a new instance."""
+    lines = outcome.log.values.get(WAKE_REPORT_VAR, {}).get("localhost")
+    return [str(line) for line in lines] if isinstance(lines, list) else []
+
+
 def report(console: Console, outcome: RunOutcome, show_recap: bool = True) -> None:
     """Print the recap, the failures and one closing line about the run."""
     log = outcome.log
@@ -57,6 +96,9 @@ def report(console: Console, outcome: RunOutcome, show_recap: bool = True) -> No
     failures = log.failures()
     for failure in failures:
         console.print(failure_text(failure), soft_wrap=True, highlight=False)
+    hosts = hosts_line(outcome) if show_recap else None
+    if hosts is not None:
+        console.print(hosts, soft_wrap=True, highlight=False)
     took = duration(outcome.elapsed)
     if outcome.cancelled:
         console.print(Text(f"{outcome.playbook}: cancelled after {took}", style="yellow"))

@@ -1,10 +1,12 @@
-"""One rich table per GPU host for ``vastllm status``."""
+"""``vastllm status`` in rich tables: the fleet (a row per GPU host, the verdict, the gateway),
+then one table per GPU host."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
-from rich.console import Group, RenderableType
+from rich.console import Group, JustifyMethod, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -138,4 +140,135 @@ def host_view(record: dict[str, Any]) -> RenderableType:
         table.add_row(what, state, detail)
     parts: list[RenderableType] = [table]
     parts += [Text(f"  problem: {p}", style="red") for p in problems]
+    return Group(*parts)
+
+
+def _gpu_cell(record: dict[str, Any]) -> str:
+    gpu = record.get("gpu")
+    if not isinstance(gpu, dict):
+        return "?"
+    names = Counter(str(g.get("name")) for g in gpu.get("gpus") or [])
+    return ", ".join(f"{name} x{n}" for name, n in names.items()) or "CPU"
+
+
+def _model_cells(record: dict[str, Any]) -> tuple[str, str]:
+    """(engine, model) of the host's active model."""
+    if record.get("error"):
+        return ("?", "?")
+    model = record.get("active_model")
+    if not model:
+        return ("", "none")
+    if "error" in model:
+        return ("", "unreadable")
+    return (str(model.get("served_by") or model.get("engine") or ""), str(model.get("name")))
+
+
+def _health_cell(record: dict[str, Any]) -> Text:
+    word = str(record.get("health"))
+    return Text(word, style="green" if word == "healthy" else "red")
+
+
+def _load_cells(record: dict[str, Any]) -> tuple[str, str]:
+    """(requests in flight, output tokens/s) from the host proxy's /metrics."""
+    load = record.get("load")
+    if not load:
+        return ("?", "?")
+    rate = load.get("output_tokens_per_second")
+    return (str(load.get("in_flight")), "?" if rate is None else f"{rate:.1f}")
+
+
+def _price_cell(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else ""
+
+
+def _uptime(seconds: Any) -> str:
+    """``3d 4h``, ``5h 07m``, ``12m``; empty when not known."""
+    if not isinstance(seconds, int | float):
+        return ""
+    minutes = int(seconds) // 60
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {mins:02d}m" if hours else f"{mins}m"
+
+
+def _cost_cells(record: dict[str, Any]) -> tuple[str, str, str]:
+    """(disk $/h, uptime, estimated spend since start) of a Vast.ai host."""
+    cost = record.get("cost") or {}
+    spend = cost.get("spend_since_start_estimate_usd")
+    storage = cost.get("storage_per_hour")
+    small = isinstance(storage, int | float) and 0 < storage < 0.001
+    return (
+        "<0.001" if small else _price_cell(storage),
+        _uptime(cost.get("uptime_seconds")),
+        f"{spend:.2f}" if isinstance(spend, int | float) else "",
+    )
+
+
+def _gateway_line(gateway: dict[str, Any]) -> Text:
+    if not gateway.get("enabled"):
+        return Text(
+            "gateway: off (tunnel_gateway or vastllm_tunnel false, or no GPU host)", style="yellow"
+        )
+    head = Text.assemble("gateway ", (str(gateway.get("url")), "bold"), ": ")
+    if not gateway.get("up"):
+        return head.append("down", style="red").append(" (its /health did not answer)")
+    upstreams = gateway.get("upstreams") or []
+    status = str(gateway.get("status"))
+    head.append("up", style="green").append(f" ({status}), ")
+    healthy = gateway.get("healthy_upstreams")
+    style = "green" if healthy == len(upstreams) else "red"
+    return head.append(f"{healthy} of {len(upstreams)} upstreams healthy", style=style)
+
+
+def fleet_view(report: dict[str, Any]) -> RenderableType:
+    """The fleet table (host, GPU, engine, model, health, requests in flight, output tokens/s,
+    $/h (``dph_total``: compute and disk), disk $/h, uptime, ~$ since start (uptime x $/h, an
+    estimate)), the verdict ``fleet: N of M hosts healthy — state`` with the totals, and the
+    gateway line."""
+    table = Table(title=Text("fleet", style="bold"), title_justify="left")
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("host", "left"),
+        ("GPU", "left"),
+        ("engine", "left"),
+        ("model", "left"),
+        ("health", "left"),
+        ("in flight", "right"),
+        ("tokens/s", "right"),
+        ("$/h", "right"),
+        ("disk $/h", "right"),
+        ("up", "right"),
+        ("~$ since start", "right"),
+    )
+    for name, justify in columns:
+        table.add_column(name, justify=justify, overflow="fold")
+    for record in report["hosts"]:
+        table.add_row(
+            str(record.get("host")),
+            _gpu_cell(record),
+            *_model_cells(record),
+            _health_cell(record),
+            *_load_cells(record),
+            _price_cell(record.get("dph_total")),
+            *_cost_cells(record),
+        )
+    summary = report["fleet"]
+    state = str(summary["state"])
+    verdict = Text.assemble(
+        ("fleet", "bold"),
+        f": {summary['healthy']} of {summary['hosts']} hosts healthy — ",
+        (state, "bold green" if state == "healthy" else "bold red"),
+    )
+    if summary.get("dph_total") is not None:
+        cost = summary.get("cost") or {}
+        spend = cost.get("spend_since_start_estimate_usd")
+        storage = cost.get("storage_per_hour")
+        extra = f", disk ${storage:.3f}/h of it" if storage is not None else ""
+        if spend is not None:
+            extra += f", ~${spend:.2f} since start (estimated)"
+        verdict.append(f" (${summary['dph_total']:.3f}/h{extra})")
+    parts: list[RenderableType] = [table, verdict]
+    if report.get("gateway") is not None:
+        parts.append(_gateway_line(report["gateway"]))
     return Group(*parts)

@@ -7,6 +7,9 @@ client library, and plain dict increments keep the hot path cheap.
 from __future__ import annotations
 
 import bisect
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +33,8 @@ BUCKETS = (
 )
 LATENCY = "vastllm_proxy_upstream_latency_seconds"
 VRAM_FRACTION = "vastllm_proxy_upstream_model_vram_fraction"
+OUTPUT_RATE = "vastllm_proxy_output_tokens_per_second"
+RATE_WINDOW = 60  # seconds the output token rate is taken over
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -69,14 +74,41 @@ class ModelVramGauge:
     fraction: float  # size_vram / size of a loaded model
 
 
+class RateWindow:
+    """What was counted in the last :data:`RATE_WINDOW` seconds, in per-second buckets
+    (``[second, count]``, oldest first); ``merged`` holds other workers' window totals."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: deque[list[int]] = deque()
+        self.merged = 0
+
+    def _trim(self, now: int) -> None:
+        while self._buckets and self._buckets[0][0] <= now - RATE_WINDOW:
+            self._buckets.popleft()
+
+    def add(self, n: int) -> None:
+        now = int(self._clock())
+        if self._buckets and self._buckets[-1][0] == now:
+            self._buckets[-1][1] += n
+        else:
+            self._buckets.append([now, n])
+        self._trim(now)
+
+    def total(self) -> int:
+        self._trim(int(self._clock()))
+        return sum(count for _, count in self._buckets) + self.merged
+
+
 class Metrics:
     """All counters of one proxy process."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.requests: dict[tuple[str, int], int] = {}
         self.cache = {"hit": 0, "miss": 0, "bypass": 0, "coalesced": 0}
         self.tokens_in = 0
         self.tokens_out = 0
+        self.output_window = RateWindow(clock)  # output tokens of the last RATE_WINDOW seconds
         self.latency: dict[str, Histogram] = {}
         self.upstream_errors: dict[str, int] = {}
         self.paid: dict[str, int] = {}  # requests sent to each paid upstream
@@ -106,6 +138,12 @@ class Metrics:
     def tokens(self, input_tokens: int, output_tokens: int) -> None:
         self.tokens_in += input_tokens
         self.tokens_out += output_tokens
+        if output_tokens:
+            self.output_window.add(output_tokens)
+
+    def output_tokens_per_second(self) -> float:
+        """Output tokens of the last :data:`RATE_WINDOW` seconds (all workers') per second."""
+        return self.output_window.total() / RATE_WINDOW
 
     def snapshot(self) -> dict[str, Any]:
         """The counters as plain JSON data (another worker adds them with :meth:`add`)."""
@@ -113,6 +151,7 @@ class Metrics:
             "requests": [[route, status, n] for (route, status), n in self.requests.items()],
             "cache": dict(self.cache),
             "tokens": [self.tokens_in, self.tokens_out],
+            "tokens_out_window": self.output_window.total(),
             "latency": {name: [h.counts, h.total] for name, h in self.latency.items()},
             "upstream_errors": dict(self.upstream_errors),
             "paid": dict(self.paid),
@@ -129,6 +168,8 @@ class Metrics:
             self.cache[key] = self.cache.get(key, 0) + int(n)
         self.tokens_in += int(snap["tokens"][0])
         self.tokens_out += int(snap["tokens"][1])
+        # a rate sums across workers: each snapshot holds its worker's own window
+        self.output_window.merged += int(snap.get("tokens_out_window", 0))
         for name, (counts, total) in snap["latency"].items():
             hist = self.latency.get(name)
             if hist is None:
@@ -184,6 +225,8 @@ class Metrics:
         family("vastllm_proxy_tokens_total", "counter", "Tokens processed by upstreams.")
         out.append(f'vastllm_proxy_tokens_total{{direction="in"}} {self.tokens_in}')
         out.append(f'vastllm_proxy_tokens_total{{direction="out"}} {self.tokens_out}')
+        family(OUTPUT_RATE, "gauge", f"Output tokens per second over the last {RATE_WINDOW} s.")
+        out.append(f"{OUTPUT_RATE} {_num(round(self.output_tokens_per_second(), 3))}")
         family(
             "vastllm_proxy_upstream_latency_seconds",
             "histogram",

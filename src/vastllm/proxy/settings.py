@@ -180,6 +180,10 @@ class ProxySettings(FileBackedSettings):
     request_timeout: float = Field(default=600.0, gt=0)
     connect_timeout: float = Field(default=5.0, gt=0)
     health_interval: float = Field(default=5.0, gt=0)
+    # a conversation stays on the upstream that answered it (its prefix cache) unless that one
+    # has more than this many requests in flight beyond the least busy ready upstream: then it
+    # moves there, so parallel requests of one conversation spread instead of queueing on one
+    affinity_max_imbalance: int = Field(default=4, ge=0)
     # requests in flight to upstreams at once; beyond it the proxy answers 529 (0 = no limit)
     max_outstanding: int = Field(default=0, ge=0)
     # requests paid upstreams may take per UTC day, all of them and all workers together (kept

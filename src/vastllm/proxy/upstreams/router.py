@@ -87,6 +87,7 @@ class Router:
         self._metrics = metrics
         self.budget = PaidBudget(settings.paid_requests_per_day, settings.workers, paid_counter)
         self._interval = settings.health_interval
+        self._affinity_slack = settings.affinity_max_imbalance
         self._rr = itertools.count()
         self._task: asyncio.Task[None] | None = None
 
@@ -166,8 +167,9 @@ class Router:
         prefer: str | None = None,
     ) -> Upstream | None:
         """The next upstream to try, in the order of the module docstring (``paid``: whether a
-        paid one may be chosen; ``prefer``: the conversation's upstream, taken when it is ready
-        and ranks with the best of the ready ones)."""
+        paid one may be chosen; ``prefer``: the conversation's upstream, taken when it is ready,
+        ranks with the best of the ready ones and has at most ``affinity_max_imbalance`` more
+        requests in flight than the least busy of them)."""
         pool = [
             u
             for u in self.upstreams
@@ -178,9 +180,12 @@ class Router:
         ready = [u for u in pool if u.ready and (paid or not u.client.paid)]
         if prefer is not None and ready:
             best = min(u.rank for u in ready)
+            low = min(u.outstanding for u in ready if u.rank == best)
             for u in ready:
                 if u.name == prefer and u.rank == best:
-                    return u
+                    if u.outstanding <= low + self._affinity_slack:
+                        return u
+                    break
         return self._least_busy(ready or [u for u in pool if not u.client.paid])
 
     def _least_busy(self, pool: list[Upstream]) -> Upstream | None:
