@@ -101,3 +101,41 @@ def test_children_without_the_marker_are_found_by_the_group_of_the_last_start(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, 9)
+
+
+def test_settings_the_daemon_inherited_never_reach_the_service(tmp_path: Path) -> None:
+    """A VASTLLM_* variable in supervisord's own environment (the shell that first started it
+    held a demo's key) is dropped: the service gets its env file's settings and no other."""
+    service = f"vastllm-test-{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, VASTLLM_PROXY_API_KEYS="inherited-key", VASTLLM_PROXY_PORT="1")
+    env_file = _env_file(tmp_path, service, VASTLLM_PROXY_PORT="8082")
+    result = subprocess.run(
+        [sys.executable, str(LAUNCHER), str(env_file),
+         "sh", "-c", 'echo "keys=${VASTLLM_PROXY_API_KEYS:-none} port=$VASTLLM_PROXY_PORT"'],
+        capture_output=True, text=True, timeout=30, check=True, env=env,
+    )
+    assert result.stdout.strip() == "keys=none port=8082"
+
+
+def test_the_daemon_is_started_without_the_callers_secrets() -> None:
+    """`supervisor env` is the environment `supervisor start` gives supervisord: the caller's
+    without VASTLLM_* and secret-looking names, with the rest (HOME, LANG) kept."""
+    door = REPO / "roles/supervised_service/files/supervisor"
+    caller = {
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "VASTLLM_PROXY_API_KEYS": "k1",
+        "VAST_API_KEY": "k2",
+        "AWS_SECRET_ACCESS_KEY": "k3",
+        "GITHUB_TOKEN": "k4",
+        "REDIS_PASSWORD": "k5",
+        "TRICKY": "line\nVASTLLM_FAKE=1",
+        "CUDA_VISIBLE_DEVICES": "0",
+    }
+    result = subprocess.run(
+        ["sh", str(door), "env"], capture_output=True, text=True, timeout=30, check=True, env=caller
+    )
+    names = {line.partition("=")[0] for line in result.stdout.splitlines()}
+    assert {"HOME", "LANG", "CUDA_VISIBLE_DEVICES", "TRICKY", "PATH"} <= names
+    assert not any(f"k{n}" in result.stdout for n in range(1, 6)), result.stdout
+    assert "VASTLLM_PROXY_API_KEYS" not in names
