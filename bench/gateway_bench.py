@@ -101,11 +101,7 @@ def gateway_settings(port: int, hosts: dict[str, int], workdir: Path) -> dict[st
 
 
 def start_gateway(svc: pb.Services, name: str, port: int, hosts: dict[str, int]) -> None:
-    path = svc.workdir / f"{name}.json"
-    path.write_text(json.dumps(gateway_settings(port, hosts, svc.workdir), indent=2))
-    env = pb.python_env()
-    env["VASTLLM_PROXY_CONFIG"] = str(path)
-    svc.start(name, [sys.executable, "-m", "vastllm.proxy"], env)
+    pb.start_vastllm_proxy(svc, name, gateway_settings(port, hosts, svc.workdir))
 
 
 def pid_of(svc: pb.Services, name: str) -> int:
@@ -317,10 +313,6 @@ def machine_note() -> str:
     )
 
 
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
 def render(
     *,
     started: datetime,
@@ -419,8 +411,10 @@ def render(
         ratio = two.rps / one.rps if one.rps else 0.0
         ok = ratio >= GOAL_SCALE
         goal = f"req/s with 2 hosts >= {GOAL_SCALE}x 1 host ({mode.upper()})"
-        out.append(f"| {goal} | {one.rps:.1f} | {two.rps:.1f} | {ratio:.3f} | **{verdict(ok)}** |")
-        verdicts.append(f"{verdict(ok)}  {goal}: {ratio:.3f}x")
+        out.append(
+            f"| {goal} | {one.rps:.1f} | {two.rps:.1f} | {ratio:.3f} | **{pb.verdict(ok)}** |"
+        )
+        verdicts.append(f"{pb.verdict(ok)}  {goal}: {ratio:.3f}x")
     one, conv = by.get((1, "json")), by.get((2, "conversation"))
     if one is not None and conv is not None and one.rps:
         out.append(
@@ -430,8 +424,8 @@ def render(
     bad = sum(r.failures for r in loads)
     sent = sum(r.sent for r in loads)
     goal = "no failures (every load case)"
-    out.append(f"| {goal} | - | - | {bad} of {sent:,} | **{verdict(bad == 0)}** |")
-    verdicts.append(f"{verdict(bad == 0)}  {goal}: {bad} of {sent:,}")
+    out.append(f"| {goal} | - | - | {bad} of {sent:,} | **{pb.verdict(bad == 0)}** |")
+    verdicts.append(f"{pb.verdict(bad == 0)}  {goal}: {bad} of {sent:,}")
     out += [""]
     out += [
         f"Added latency: the gateway adds {q.gateway.p50 - q.direct.p50:.2f} ms at p50 "

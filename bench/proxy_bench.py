@@ -172,8 +172,14 @@ def start_proxy(
         "cache_mode": "all" if redis_url else "off",
         "log_level": "WARNING",
     }
+    start_vastllm_proxy(svc, name, config)
+
+
+def start_vastllm_proxy(svc: Services, name: str, settings: dict[str, object]) -> None:
+    """``python -m vastllm.proxy`` with ``settings`` as its settings file (<workdir>/<name>.json);
+    gateway_bench.py starts its gateways with it too."""
     path = svc.workdir / f"{name}.json"
-    path.write_text(json.dumps(config, indent=2))
+    path.write_text(json.dumps(settings, indent=2))
     env = python_env()
     env["VASTLLM_PROXY_CONFIG"] = str(path)
     svc.start(name, [sys.executable, "-m", "vastllm.proxy"], env)

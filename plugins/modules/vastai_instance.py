@@ -205,6 +205,7 @@ from typing import Any  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.vastai_api import (  # noqa: E402
     DEFAULT_URL,
+    INSTANCE_PATH,
     LIST_PATH,
     ApiUnreachable,
     Client,
@@ -277,6 +278,13 @@ class VastClient:
         except VastApiError as exc:
             raise self._error(exc, f"GET {LIST_PATH}") from None
         return rows
+
+    def destroy(self, instance_id: int) -> bool:
+        """The shared client's destroy: False when the instance is already gone."""
+        try:
+            return self.api.destroy(instance_id)
+        except VastApiError as exc:
+            raise self._error(exc, f"DELETE {INSTANCE_PATH}{instance_id}/") from None
 
 
 def _ssh(inst: dict[str, Any]) -> dict[str, Any] | None:
@@ -357,7 +365,7 @@ def create(client: VastClient, offer_id: int, body: dict[str, Any], check: bool)
     if isinstance(new_id, int):
         # a failed create can still leave an instance behind: do not pay for it
         try:
-            client.call("DELETE", f"/api/v0/instances/{new_id}/")
+            client.destroy(new_id)
         except VastError as exc:
             raise VastError(f"Vast.ai refused offer {offer_id} ({detail}) and instance {new_id} "
                             f"it left behind could not be destroyed: {exc}") from None
@@ -445,13 +453,10 @@ def destroy(client: VastClient, ids: list[int], check: bool) -> dict[str, Any]:
     gone: list[int] = []
     for instance_id in ids:
         try:
-            client.call("DELETE", f"/api/v0/instances/{instance_id}/")
+            was_there = client.destroy(instance_id)
         except HttpStatusError as exc:
-            if exc.status == 404:
-                gone.append(instance_id)
-                continue
             raise VastError(f"{exc} (destroyed so far: {destroyed or 'none'})") from None
-        destroyed.append(instance_id)
+        (destroyed if was_there else gone).append(instance_id)
     return {"changed": bool(destroyed), "destroyed": destroyed, "already_gone": gone}
 
 

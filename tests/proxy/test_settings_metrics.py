@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from tests.proxy.conftest import Proxy
 from tests.support import REPO
-from vastllm.proxy.metrics import OUTPUT_RATE, RATE_WINDOW, Metrics
+from vastllm import prometheus
+from vastllm.proxy.metrics import OUTPUT_RATE, RATE_WINDOW, Metrics, UpstreamGauge
 from vastllm.proxy.settings import ProxySettings
 
 
@@ -112,6 +113,21 @@ def test_metrics_exposition(proxy: Proxy, unique: str) -> None:
     assert buckets == sorted(buckets)
     assert buckets[-1] == values['vastllm_proxy_upstream_latency_seconds_count{upstream="main"}']
     assert values['vastllm_proxy_upstream_outstanding{upstream="main"}'] == 0
+
+
+def test_the_exposition_reads_back() -> None:
+    m = Metrics()
+    m.request('/odd"}\\path\n', 200)
+    m.request("/v1/messages", 200)
+    m.request("/v1/messages", 200)
+    text = m.render([UpstreamGauge("a", True, 2), UpstreamGauge("b", False, 1)], None).decode()
+    exposition = prometheus.parse(text + 'not a sample\nbad_value{x="1"} x\n')
+    assert "vastllm_proxy_cache_hits_total" in exposition.families
+    routes = {s.labels["route"]: s.value for s in exposition.named("vastllm_proxy_requests_total")}
+    assert routes == {'/odd"}\\path\n': 1, "/v1/messages": 2}
+    assert exposition.total("vastllm_proxy_upstream_outstanding") == 3
+    assert exposition.total("bad_value") is None
+    assert exposition.total("no_such_family") is None
 
 
 class Clock:

@@ -1,13 +1,18 @@
-"""Fixtures for the vastai inventory tests: the Vast.ai API double, an ansible-inventory runner."""
+"""Fixtures for the Vast.ai tests: the shared client (plugins/module_utils/vastai_api.py) loaded by
+its path, the Vast.ai API double alone, a controller that runs playbooks against it (``vast``)
+and one that runs the vastai inventory plugin (``plugin``)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -15,7 +20,9 @@ import yaml
 
 from tests.doubles.vastai_api_double import VastApiDouble, VastState
 from tests.support import REPO, free_port
+from tests.vastai.playbook_support import Controller, controller
 
+CLIENT_SOURCE = REPO / "plugins" / "module_utils" / "vastai_api.py"
 ANSIBLE_INVENTORY = REPO / ".venv" / "bin" / "ansible-inventory"
 LIST_PATH = "/api/v1/instances/"
 
@@ -90,8 +97,34 @@ class Env:
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
 
+@pytest.fixture(scope="module")
+def api() -> ModuleType:
+    """plugins/module_utils/vastai_api.py, imported from its file as Ansible ships it."""
+    spec = importlib.util.spec_from_file_location("vastai_api_under_test", CLIENT_SOURCE)
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
-def vast(tmp_path: Path) -> Iterator[Env]:
+def double() -> Iterator[VastApiDouble]:
+    with VastApiDouble(free_port()) as server:
+        yield server
+
+
+@pytest.fixture
+def vast(tmp_path: Path) -> Iterator[Controller]:
+    """A controller with the API key in its key file, talking to a fresh API double."""
+    with controller(tmp_path) as ctl:
+        ctl.write_key_file()
+        yield ctl
+
+
+@pytest.fixture
+def plugin(tmp_path: Path) -> Iterator[Env]:
     if not ANSIBLE_INVENTORY.exists():
         pytest.fail(f"{ANSIBLE_INVENTORY} is missing: install the dev extra into .venv")
     home = tmp_path / "home"

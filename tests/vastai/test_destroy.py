@@ -11,25 +11,15 @@ import shutil
 import subprocess
 import termios
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.doubles.vastai_api_double import FIRST_ID
 from tests.support import REPO
-from tests.vastai.playbook_support import ANSIBLE_PLAYBOOK, KEY, Controller, controller
+from tests.vastai.playbook_support import ANSIBLE_PLAYBOOK, KEY, Controller
 
 DESTROY = REPO / "playbooks" / "destroy.yml"
 ID = {n: FIRST_ID + n for n in range(33)}
-
-
-@pytest.fixture
-def vast(tmp_path: Path) -> Iterator[Controller]:
-    with controller(tmp_path) as ctl:
-        ctl.write_key_file()
-        yield ctl
 
 
 def line_mode(fd: int) -> bool:

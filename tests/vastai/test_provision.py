@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.doubles.vastai_api_double import FIRST_ID, make_instance
 from tests.support import REPO
-from tests.vastai.playbook_support import KEY, Controller, PlaybookRun, controller, real_sshd
+from tests.vastai.playbook_support import KEY, Controller, PlaybookRun, real_sshd
 
 PROVISION = REPO / "playbooks" / "provision.yml"
 ANSIBLE = REPO / ".venv" / "bin" / "ansible"
@@ -46,13 +43,6 @@ INSPECT_PLAYBOOK = """
       vars:
         keys: [ansible_host, ansible_port, ansible_user, vast_id, vast_label, vast_ssh_mode]
 """
-
-
-@pytest.fixture
-def vast(tmp_path: Path) -> Iterator[Controller]:
-    with controller(tmp_path) as ctl:
-        ctl.write_key_file()
-        yield ctl
 
 
 def test_rents_the_cheapest_matching_offer_then_reuses_the_instance(vast: Controller) -> None:

@@ -6,14 +6,10 @@ vastai_fallback_on_demand too few bid offers rent on-demand instead."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from tests.doubles.vastai_api_double import FIRST_ID
 from tests.support import REPO
-from tests.vastai.playbook_support import Controller, controller, real_sshd
+from tests.vastai.playbook_support import Controller, real_sshd
 
 PROVISION = REPO / "playbooks" / "provision.yml"
 LABEL = "bid-box"
@@ -41,13 +37,6 @@ DUMP_PLAYBOOK = """
           {% set out = {} %}{% for h in groups['gpu_hosts'] %}
           {%- set _ = out.update({h: hostvars[h].vast_is_bid}) %}{% endfor %}{{ out | to_json }}
 """
-
-
-@pytest.fixture
-def vast(tmp_path: Path) -> Iterator[Controller]:
-    with controller(tmp_path) as ctl:
-        ctl.write_key_file()
-        yield ctl
 
 
 def test_an_interruptible_instance_is_created_with_the_bid(vast: Controller) -> None:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.doubles.vastai_api_double import make_instance
 from tests.support import REPO, free_port
-from tests.vastai.playbook_support import Controller, controller, real_sshd
+from tests.vastai.playbook_support import Controller, real_sshd
 from tests.vastai.test_provision import INSPECT_PLAYBOOK, NEW_ID, RENTED_OFFER, run_module
 
 PROVISION = REPO / "playbooks" / "provision.yml"
@@ -23,13 +22,6 @@ FLEET = "fleet"
 A5000_OFFER = RENTED_OFFER + 2  # the double's cheapest 1-GPU offer (0.18 $/h)
 EXTRA_OFFER = RENTED_OFFER + 10  # added by add_offer: a third 1-GPU offer, 0.30 $/h
 QUICK = {"vastai_poll_delay": 1, "vastllm_provision_handover": False}
-
-
-@pytest.fixture
-def vast(tmp_path: Path) -> Iterator[Controller]:
-    with controller(tmp_path) as ctl:
-        ctl.write_key_file()
-        yield ctl
 
 
 @pytest.fixture

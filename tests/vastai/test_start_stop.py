@@ -4,37 +4,15 @@ the Vast.ai API double, within the documented manage-instance call
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 import pytest
 
 from tests.doubles.vastai_api_double import FIRST_ID, VastApiDouble
-from tests.support import REPO, free_port
 
-SOURCE = REPO / "plugins" / "module_utils" / "vastai_api.py"
 KEY = "test-vast-key"
 RUNNING = FIRST_ID + 2  # a running on-demand instance of the default fleet
-
-
-@pytest.fixture(scope="module")
-def api() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("vastai_api_start_stop", SOURCE)
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def double() -> Iterator[VastApiDouble]:
-    with VastApiDouble(free_port()) as server:
-        yield server
 
 
 def _puts(double: VastApiDouble) -> list[dict[str, Any]]:

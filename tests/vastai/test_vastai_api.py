@@ -5,9 +5,7 @@ the Vast.ai API double (paging, retries, a rejected key, error bodies, bad answe
 from __future__ import annotations
 
 import ast
-import importlib.util
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -15,9 +13,9 @@ from typing import Any
 import pytest
 
 from tests.doubles.vastai_api_double import FIRST_ID, VastApiDouble
-from tests.support import REPO, free_port
+from tests.support import free_port
+from tests.vastai.conftest import CLIENT_SOURCE
 
-SOURCE = REPO / "plugins" / "module_utils" / "vastai_api.py"
 KEY = "test-vast-key"
 RATE_LIMITED = "API requests too frequent: endpoint threshold=1.0"
 # nginx's built-in 429 page (ngx_http_special_response.c), what a proxy in front of an API sends
@@ -25,27 +23,6 @@ NGINX_429 = ("<html>\r\n<head><title>429 Too Many Requests</title></head>\r\n<bo
              "<center><h1>429 Too Many Requests</h1></center>\r\n<hr><center>nginx</center>\r\n"
              "</body>\r\n</html>\r\n")
 ID = {n: FIRST_ID + n for n in range(33)}
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("vastai_api_under_test", SOURCE)
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def api() -> ModuleType:
-    return _load()
-
-
-@pytest.fixture
-def double() -> Iterator[VastApiDouble]:
-    with VastApiDouble(free_port()) as server:
-        yield server
 
 
 def _requests(double: VastApiDouble) -> list[dict[str, Any]]:
@@ -58,7 +35,7 @@ def _requests(double: VastApiDouble) -> list[dict[str, Any]]:
 
 def test_standard_library_only_and_python_38_syntax() -> None:
     """It runs inside an Ansible module, on the controller and standalone on a workstation."""
-    tree = ast.parse(SOURCE.read_text(), feature_version=(3, 8))
+    tree = ast.parse(CLIENT_SOURCE.read_text(), feature_version=(3, 8))
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

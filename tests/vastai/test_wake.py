@@ -6,14 +6,11 @@ site.yml) is off: there is no host to configure behind the sshd."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from tests.doubles.vastai_api_double import FIRST_ID, make_instance
 from tests.support import REPO
-from tests.vastai.playbook_support import KEY, Controller, controller, real_sshd
+from tests.vastai.playbook_support import KEY, Controller, real_sshd
 
 WAKE = REPO / "playbooks" / "wake.yml"
 LABEL = "sleepy"
@@ -29,13 +26,11 @@ QUICK = {
 }
 
 
-@pytest.fixture
-def vast(tmp_path: Path) -> Iterator[Controller]:
-    with controller(tmp_path) as ctl:
-        ctl.write_key_file()
-        with ctl.api.state.lock:
-            ctl.api.state.instances[SLEEPY] = make_instance(40, LABEL, status="stopped")
-        yield ctl
+@pytest.fixture(autouse=True)
+def sleepy(vast: Controller) -> None:
+    """The account has one stopped instance labelled LABEL."""
+    with vast.api.state.lock:
+        vast.api.state.instances[SLEEPY] = make_instance(40, LABEL, status="stopped")
 
 
 def _starts(vast: Controller) -> list[dict[str, object]]:

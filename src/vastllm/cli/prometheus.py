@@ -1,33 +1,17 @@
-"""The few numbers ``vastllm status`` reads from the proxy's Prometheus text exposition."""
+"""The few numbers ``vastllm status`` reads from the proxy's Prometheus text exposition
+(parsed by :mod:`vastllm.prometheus`)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
+from vastllm import prometheus
+
 HITS = "vastllm_proxy_cache_hits_total"
 MISSES = "vastllm_proxy_cache_misses_total"
 RATIO = "vastllm_proxy_cache_hit_ratio"
 OUTSTANDING = "vastllm_proxy_upstream_outstanding"
 OUTPUT_RATE = "vastllm_proxy_output_tokens_per_second"
-
-
-def samples(text: str) -> dict[str, float]:
-    """``name{labels}`` -> value for every sample line (comments and bad lines skipped)."""
-    out: dict[str, float] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = _SAMPLE.match(line)
-        if match is None:
-            continue
-        try:
-            out[match.group(1) + (match.group(2) or "")] = float(match.group(3))
-        except ValueError:
-            continue
-    return out
 
 
 @dataclass(frozen=True)
@@ -40,12 +24,13 @@ class CacheStats:
 def cache_stats(text: str) -> CacheStats | None:
     """Hits, misses and hit ratio of the proxy's cache since it started; None when the text
     has no cache counters."""
-    values = samples(text)
-    if HITS not in values or MISSES not in values:
+    exposition = prometheus.parse(text)
+    hit_total, miss_total = exposition.total(HITS), exposition.total(MISSES)
+    if hit_total is None or miss_total is None:
         return None
-    hits, misses = int(values[HITS]), int(values[MISSES])
+    hits, misses = int(hit_total), int(miss_total)
     looked = hits + misses
-    ratio = values.get(RATIO) if looked else None
+    ratio = exposition.total(RATIO) if looked else None
     if looked and ratio is None:
         ratio = hits / looked
     return CacheStats(hits, misses, ratio)
@@ -60,9 +45,8 @@ class ProxyLoad:
 def proxy_load(text: str) -> ProxyLoad | None:
     """Requests in flight (summed over the upstreams) and the output token rate; None when the
     text has neither."""
-    values = samples(text)
-    outstanding = [v for k, v in values.items() if k.split("{", 1)[0] == OUTSTANDING]
-    rate = values.get(OUTPUT_RATE)
-    if not outstanding and rate is None:
+    exposition = prometheus.parse(text)
+    outstanding, rate = exposition.total(OUTSTANDING), exposition.total(OUTPUT_RATE)
+    if outstanding is None and rate is None:
         return None
-    return ProxyLoad(int(sum(outstanding)), rate)
+    return ProxyLoad(int(outstanding or 0), rate)

@@ -1,9 +1,20 @@
 """The workstation's state directory, private to its user.
 
-``~/.cache/vastllm`` (``VASTLLM_STATE`` overrides it) holds Ansible's fact cache (each GPU
-host's whole environment), the Vast.ai inventory cache (each instance's ``jupyter_token`` and
-``extra_env``) and the test hosts' SSH key: 0700 directories and 0600 files, and whatever a
-run writes there is created that way (umask 077 for the run).
+``~/.cache/vastllm`` (``VASTLLM_STATE`` names another) holds what runs leave on the workstation:
+the Vast.ai inventory cache (``inventory/``: each instance's ``jupyter_token`` and
+``extra_env``), the test hosts' SSH key and the demo's state (scripts/testhost, scripts/demo.sh)
+and, for ``ansible-playbook`` run by hand, Ansible's fact cache (``facts/``: each GPU host's
+whole environment). The two caches are where ansible.cfg (``fact_caching_connection``) and
+inventory/vast.yml (``cache_connection``) say, ``~/.cache/vastllm`` whatever ``VASTLLM_STATE``
+is.
+
+Under the CLI there is no fact cache here: ansible-runner points the cache plugin
+(``ANSIBLE_CACHE_PLUGIN_CONNECTION``, over ansible.cfg) at ``artifacts/<ident>/fact_cache`` in
+the run's private data dir, the temporary directory :func:`vastllm.cli.runner.run_playbook`
+makes for each playbook run and removes when it ends: facts live only as long as one run.
+
+:func:`private_run`, around each CLI run, makes this directory 0700 directories and 0600 files,
+and what the run creates (here and in that temporary directory) is created that way (umask 077).
 """
 
 from __future__ import annotations

@@ -8,16 +8,15 @@ and this watcher call themselves, and unmatched paths do not count) and
 
 from __future__ import annotations
 
-import re
 import urllib.error
 import urllib.request
 from typing import NamedTuple
 
+from vastllm import prometheus
+
 REQUESTS = "vastllm_proxy_requests_total"
 OUTSTANDING = "vastllm_proxy_upstream_outstanding"
 IGNORED_ROUTES = frozenset({"/", "/health", "/metrics", "unmatched"})
-_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
-_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
 class MetricsUnreadable(Exception):
@@ -32,31 +31,14 @@ class Reading(NamedTuple):
 def parse(text: str) -> Reading:
     """The two sums of a /metrics text; :class:`MetricsUnreadable` when neither family is in it
     (not the vastllm proxy)."""
-    requests = outstanding = 0.0
-    seen: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("#"):
-            if line.startswith("# TYPE "):
-                seen.add(line.split()[2])
-            continue
-        match = _SAMPLE.match(line)
-        if not match:
-            continue
-        name, labels, value = match.groups()
-        if name not in (REQUESTS, OUTSTANDING):
-            continue
-        seen.add(name)
-        try:
-            number = float(value)
-        except ValueError:
-            continue
-        if name == OUTSTANDING:
-            outstanding += number
-        elif dict(_LABEL.findall(labels or "")).get("route") not in IGNORED_ROUTES:
-            requests += number
+    exposition = prometheus.parse(text)
+    seen = exposition.families | {s.name for s in exposition.samples}
     if not {REQUESTS, OUTSTANDING} & seen:
         raise MetricsUnreadable("the answer has none of the proxy's request metrics")
-    return Reading(requests, outstanding)
+    requests = sum(
+        s.value for s in exposition.named(REQUESTS) if s.labels.get("route") not in IGNORED_ROUTES
+    )
+    return Reading(requests, exposition.total(OUTSTANDING) or 0.0)
 
 
 def read(url: str, timeout: float) -> Reading:

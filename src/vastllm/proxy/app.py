@@ -72,9 +72,12 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def _error(err: errors.ProxyError, path: str) -> web.Response:
+    headers = None if err.retry_after is None else {"retry-after": str(err.retry_after)}
     if path in openai_routes.PATHS:
-        return http_io.json_response(openai_render.error_body(err), status=err.status)
-    return http_io.json_response(anthropic_render.error_body(err), status=err.status)
+        body, status = openai_render.error_body(err), err.status_for_openai()
+    else:
+        body, status = anthropic_render.error_body(err), err.status
+    return http_io.json_response(body, status=status, headers=headers)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -10,9 +10,14 @@ route, and each dialect renders it (``anthropic.render.error_body``:
     +-- InvalidRequest (400)        +-- RateLimited (429)
     +-- AuthenticationFailed (401)  +-- UpstreamFailed (500)
     +-- Forbidden (403)             +-- Unavailable (503)
-    +-- NotFound (404)              +-- Overloaded (529)
+    +-- NotFound (404)              +-- Overloaded (529), see below
     +-- MethodNotAllowed (405)      +-- RequestTooLarge (413)
     +-- MisdirectedRequest (421)    +-- UnsupportedMediaType (415)
+                                    +-- Overloaded
+                                        +-- Waking (529; 503 on OpenAI's routes)
+
+An error may carry ``retry_after`` (seconds): the answer then has a ``retry-after`` header, which
+both SDKs honour when they retry; ``openai_status``, when set, is its status on OpenAI's routes.
 """
 
 from __future__ import annotations
@@ -24,12 +29,19 @@ class ProxyError(Exception):
     status: int = 500
     anthropic_type: str = "api_error"
     openai_type: str = "api_error"
+    openai_status: int | None = None  # the status on OpenAI's routes when not ``status``
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.retry_after = retry_after  # seconds: the answer's retry-after header
         if status is not None:
             self.status = status
+
+    def status_for_openai(self) -> int:
+        return self.openai_status or self.status
 
 
 class InvalidRequest(ProxyError):
@@ -114,6 +126,14 @@ class Overloaded(ProxyError):
     status = 529
     anthropic_type = "overloaded_error"
     openai_type = "overloaded_error"
+
+
+class Waking(Overloaded):
+    """No upstream came back in ``wake_wait`` seconds while the stopped GPU hosts are woken
+    (or their wake failed): 529 ``overloaded_error`` with ``retry-after``, as Anthropic's API
+    answers when busy; 503 on OpenAI's routes, OpenAI's own "overloaded" status."""
+
+    openai_status = 503
 
 
 def for_status(status: int, message: str) -> ProxyError:

@@ -56,7 +56,8 @@ def _seed(st: ProxyState, snaps: dict[str, residency.Snapshot], healthy: bool) -
 async def health(request: web.Request) -> web.Response:
     """Proxy ``ok`` or ``degraded`` (Redis down, an upstream failing its health check, or the
     active model not wholly in an Ollama upstream's VRAM), with the reasons; always HTTP 200.
-    ``healthy`` (``ok``), ``gpu``, ``vram_used``, ``vram_total``: the first seed's fields."""
+    ``healthy`` (``ok``), ``gpu``, ``vram_used``, ``vram_total``: the first seed's fields;
+    ``wake``: the wake on request's state (:meth:`vastllm.proxy.wake.Waker.status`)."""
     st = state_of(request)
     redis, snaps = await asyncio.gather(_redis(st), _snapshots(st))
     active = st.catalog.active()
@@ -100,6 +101,8 @@ async def health(request: web.Request) -> web.Response:
         "upstreams": upstreams,
         # this worker's view: Redis holds the count of all workers when the cache has it
         "paid_today": {"sent": st.router.budget.spent, "per_day": st.router.budget.per_day},
+        # wake on request (wake_command): null when off
+        "wake": None if st.router.wake is None else st.router.wake.status(),
         "active_model": None
         if active is None
         else {

@@ -197,6 +197,27 @@ class ProxySettings(FileBackedSettings):
     allow_cpu_offload: bool = False
     # seconds /health and /metrics reuse an Ollama upstream's /api/ps answer (0 = ask every time)
     residency_cache_seconds: float = Field(default=3.0, ge=0)
+    # wake on request (docs/cost.md): the argv (no shell) run when a request finds no local
+    # upstream reachable, e.g. the workstation gateway's `vastllm wake` (the tunnel role sets it
+    # from vastllm_wake_on_request). One runs at a time: requests that find no upstream while it
+    # runs wait for it instead of starting another; once it ends the upstreams are checked at
+    # once. Empty: off, such a request gets 503 at once
+    wake_command: list[str] = Field(default_factory=list)
+    # seconds a request waits for an upstream to come back once a wake runs; then it gets 529
+    # overloaded_error (503 on OpenAI's routes) with retry-after, and so does every waiting
+    # request as soon as the wake command fails. 120: a stopped instance started on its own
+    # machine is back in one to three minutes, a moved one (new rental, the model fetched again)
+    # takes far longer; a client gets no byte while it waits (proxies in between often give up
+    # after 60-120 s, the SDKs after 600 s, leaving room for the answer itself), and both SDKs
+    # retry a 529/503 after retry-after
+    wake_wait: float = Field(default=120.0, gt=0)
+    # the retry-after header (seconds) of that answer
+    wake_retry_after: int = Field(default=30, ge=1)
+    # a file of KEY=VALUE lines added to the wake command's environment, read at every wake (the
+    # gateway's: the Vast.ai key and the proxy keys its tunnel play writes back), so no secret is
+    # in argv or in the proxy's own environment; a value found in the command's output is
+    # logged as ***. None: the proxy's environment only
+    wake_env_file: Path | None = None
     log_level: str = "WARNING"
 
     @field_validator("redis_url")
@@ -210,6 +231,15 @@ class ProxySettings(FileBackedSettings):
     def _workers_need_a_port(self) -> ProxySettings:
         if self.workers > 1 and self.port == 0:
             raise ValueError("workers > 1 share one port: set a port other than 0")
+        return self
+
+    @model_validator(mode="after")
+    def _one_waker(self) -> ProxySettings:
+        if self.wake_command and self.workers > 1:
+            raise ValueError(
+                "wake_command runs once per process: with workers > 1 each would start its own "
+                "wake, so set workers: 1 (a gateway has one) or leave wake_command empty"
+            )
         return self
 
     @model_validator(mode="after")

@@ -11,6 +11,10 @@ A request goes to an upstream of its engine (the wire protocol the active model 
    (:mod:`vastllm.proxy.upstreams.paid`);
 3. when none is ready, a local one anyway (a health check can be stale), never a paid one.
 
+When none of the local upstreams the request could use is reachable and ``wake_command`` is set,
+the request waits for them to be woken (:mod:`vastllm.proxy.wake`), then is routed again; a wake
+that fails or takes longer than ``wake_wait`` is a 529 with ``retry-after``.
+
 If the upstream cannot be reached, or answers 429 or a 5xx (503, 529: busy), before any part of
 the answer was passed on, the next one is tried; once an item went out, a failure is the
 client's to see. The same holds for pass-through answers (:meth:`Router.raw`), whose items are
@@ -42,6 +46,7 @@ from vastllm.proxy.upstreams.base import Failover, UpstreamClient
 from vastllm.proxy.upstreams.ollama import OllamaClient
 from vastllm.proxy.upstreams.openai import OpenAIClient
 from vastllm.proxy.upstreams.paid import Counter, PaidBudget
+from vastllm.proxy.wake import Waker
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -90,6 +95,8 @@ class Router:
         self._affinity_slack = settings.affinity_max_imbalance
         self._rr = itertools.count()
         self._task: asyncio.Task[None] | None = None
+        # wake on request: None unless wake_command is set
+        self.wake = Waker(settings, self.check_all) if settings.wake_command else None
 
     def _upstream(self, cfg: UpstreamSettings) -> Upstream:
         client: UpstreamClient
@@ -120,20 +127,26 @@ class Router:
         for name in removed + changed:
             self._affinity.forget(name)
         self.upstreams = kept
+        if changed and self.wake is not None:
+            self.wake.changed()  # a new upstream is healthy until checked: waiters try it
         return changed, removed
 
     # -- health -------------------------------------------------------------------------------
     async def check_all(self) -> None:
         checked = list(self.upstreams)  # a reload during the checks does not mix them up
         results = await asyncio.gather(*(u.client.health() for u in checked))
+        flipped = False
         for up, ok in zip(checked, results, strict=True):
             if ok != up.healthy:
                 log.warning("upstream %s is now %s", up.name, "healthy" if ok else "unhealthy")
+                flipped = True
             up.healthy = ok
             if ok:
                 up.last_error = ""
             elif not up.last_error:
                 up.last_error = "health check failed"
+        if flipped and self.wake is not None:
+            self.wake.changed()
 
     async def _loop(self) -> None:
         while True:
@@ -148,6 +161,8 @@ class Router:
 
     async def stop(self) -> None:
         await background.cancel(self._task)
+        if self.wake is not None:
+            await self.wake.stop()
 
     def gauges(self) -> list[UpstreamGauge]:
         return [UpstreamGauge(u.name, u.healthy, u.outstanding) for u in self.upstreams]
@@ -187,6 +202,21 @@ class Router:
                         return u
                     break
         return self._least_busy(ready or [u for u in pool if not u.client.paid])
+
+    def _pool(self, engine: str | None, messages: bool, prompt: int) -> list[Upstream]:
+        """The upstreams that can take a request for ``engine`` (speaking the Messages API and
+        holding a ``prompt``-token prompt with ``messages``)."""
+        return [
+            u
+            for u in self.upstreams
+            if (engine is None or u.client.kind == engine or u.client.model is not None)
+            and (not messages or self._takes(u, prompt))
+        ]
+
+    def _local_up(self, engine: str | None, messages: bool, prompt: int) -> bool | None:
+        """Whether a local upstream that can take the request is healthy; None: there is none."""
+        local = [u for u in self._pool(engine, messages, prompt) if not u.client.paid]
+        return any(u.healthy for u in local) if local else None
 
     def _least_busy(self, pool: list[Upstream]) -> Upstream | None:
         """Of the best-ranked (local first, then by priority), the one with the fewest requests
@@ -280,7 +310,7 @@ class Router:
         if not up.client.paid:
             self._affinity.answered(conversation, up.name)
 
-    async def _answer(
+    def _answer(
         self,
         engine: str | None,
         call: Callable[[UpstreamClient], AsyncGenerator[T, None]],
@@ -292,7 +322,56 @@ class Router:
     ) -> AsyncGenerator[T, None]:
         """``call`` on the best upstream for ``engine`` (of those that speak the Messages API
         with ``messages``; the ``conversation``'s own while it is ready), failing over while
-        nothing was passed on; once an item went out, a failure is the client's to see."""
+        nothing was passed on; once an item went out, a failure is the client's to see. When
+        no local upstream for it is reachable, a wake (when set) and a wait, then again."""
+
+        def attempt() -> AsyncGenerator[T, None]:
+            return self._attempt(
+                engine,
+                call,
+                messages=messages,
+                prompt=prompt,
+                served=served,
+                conversation=conversation,
+            )
+
+        if self.wake is None:  # no wrapper on the way of every item
+            return attempt()
+        return self._waking(self.wake, attempt, lambda: self._local_up(engine, messages, prompt))
+
+    @staticmethod
+    async def _waking(
+        wake: Waker, attempt: Callable[[], AsyncGenerator[T, None]], up: Callable[[], bool | None]
+    ) -> AsyncGenerator[T, None]:
+        """``attempt()`` again after each wait for a wake (``up()``: whether a local upstream for
+        the request is healthy, None when it has none), while nothing went out."""
+        deadline: float | None = None
+        while True:
+            sent = False
+            try:
+                async with contextlib.aclosing(attempt()) as items:
+                    async for item in items:
+                        sent = True
+                        yield item
+                return
+            except errors.Unavailable:
+                if sent or up() is not False:
+                    raise
+            if deadline is None:
+                deadline = wake.deadline()
+            await wake.until_up(lambda: up() is True, deadline)
+
+    async def _attempt(
+        self,
+        engine: str | None,
+        call: Callable[[UpstreamClient], AsyncGenerator[T, None]],
+        *,
+        messages: bool,
+        prompt: int,
+        served: Served | None,
+        conversation: str | None,
+    ) -> AsyncGenerator[T, None]:
+        """One round of :meth:`_answer`: each upstream at most once, in the module's order."""
         tried: set[str] = set()
         last: errors.ProxyError | None = None
         capped = False
