@@ -43,11 +43,11 @@ lint: setup ## ruff, mypy (strict), yamllint, ansible-lint (production), playboo
 
 .PHONY: pytest
 pytest: setup setup-vllm ## Python tests (real servers on loopback)
-	pytest -q
+	pytest -q --durations=30
 
 .PHONY: molecule
 molecule: setup setup-vllm ## Molecule scenarios on local test host containers
-	molecule test --all
+	@scripts/molecule.sh
 
 .PHONY: test
 test: ## Everything CI runs

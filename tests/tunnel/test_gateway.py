@@ -9,6 +9,7 @@ server stops is failed over without a failed request; absent removes it all."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -17,9 +18,12 @@ import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,8 @@ ANSIBLE_PLAYBOOK = REPO / ".venv" / "bin" / "ansible-playbook"
 DOUBLE = REPO / "tests" / "doubles" / "ollama_double.py"
 # the name clients send; a host proxy maps it to its model, the double serves it by that name
 MODEL = "claude-sonnet-4-5"
+# the host's double answers (what the gateway's health check and `vastllm wake` wait for)
+PROBE = "import urllib.request as u; u.urlopen('http://127.0.0.1:8082/api/version')"
 PLAYBOOK_PYTHON = "{{ ansible_playbook_python }}"
 
 
@@ -68,29 +74,30 @@ class GpuHost:
             capture(["docker", "cp", str(DOUBLE), f"{self.name}:/usr/local/bin/ollama"]).returncode
             == 0
         )
-        env = (
-            f"OLLAMA_HOST=127.0.0.1:8082 OLLAMA_MODELS=/tmp/models OLLAMA_DOUBLE_MODELS={MODEL}"
-            f" OLLAMA_DOUBLE_CONFIG={shlex.quote(json.dumps(knobs or {}))}"
-        )
-        done = capture(
-            [
-                "docker",
-                "exec",
-                "-d",
-                self.name,
-                "sh",
-                "-c",
-                f"{env} python3 /usr/local/bin/ollama serve >/tmp/double.log 2>&1",
-            ]
-        )
+        done = capture(self.start_double_argv(knobs))
         assert done.returncode == 0, done.stderr
-        probe = "import urllib.request as u; u.urlopen('http://127.0.0.1:8082/api/version')"
         for _ in range(50):
-            if capture(["docker", "exec", self.name, "python3", "-c", probe]).returncode == 0:
+            if capture(["docker", "exec", self.name, "python3", "-c", PROBE]).returncode == 0:
                 return
             time.sleep(0.2)
         log = capture(["docker", "exec", self.name, "cat", "/tmp/double.log"])
         raise AssertionError(f"the double did not start on {self.name}: {log.stdout}{log.stderr}")
+
+    def start_double_argv(self, knobs: dict[str, Any] | None = None) -> list[str]:
+        """The command that starts the double in the background on the host."""
+        env = (
+            f"OLLAMA_HOST=127.0.0.1:8082 OLLAMA_MODELS=/tmp/models OLLAMA_DOUBLE_MODELS={MODEL}"
+            f" OLLAMA_DOUBLE_CONFIG={shlex.quote(json.dumps(knobs or {}))}"
+        )
+        return [
+            "docker",
+            "exec",
+            "-d",
+            self.name,
+            "sh",
+            "-c",
+            f"{env} python3 /usr/local/bin/ollama serve >/tmp/double.log 2>&1",
+        ]
 
     def generations(self) -> int:
         """How many answers the host's double generated (cache hits never reach it)."""
@@ -259,6 +266,23 @@ def ask(ws: Workstation, first: str, *later: str) -> httpx.Response:
     )
 
 
+# a wake command for the gateway (tunnel_gateway_wake_command): records that it ran and whether
+# the wake environment file gave it the Vast.ai key, then starts the host's double and waits
+# until it answers, as `vastllm wake` waits for the host's health
+WAKE_SCRIPT = '''
+import json, os, subprocess, sys, time
+record, start, probe = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+with open(record, "a") as f:
+    f.write("with key\\n" if os.environ.get("VAST_API_KEY") else "without key\\n")
+subprocess.run(start, check=True)
+for _ in range(100):
+    if subprocess.run(probe).returncode == 0:
+        sys.exit(0)
+    time.sleep(0.2)
+sys.exit(1)
+'''
+
+
 def program_pid(name: str) -> str:
     """The supervisord program's pid ("" when there is no such program)."""
     done = capture(["supervisorctl", "-c", "/etc/supervisor/supervisord.conf", "pid", name])
@@ -325,6 +349,40 @@ def test_one_endpoint_for_every_host(workstation: Workstation, gpu_hosts: list[G
     assert ws.upstream_ports() == {other.name: ws.hosts_port + 10 * gpu_hosts.index(other)}
     assert program_pid(f"vastllm-tunnel-{stopped.name}") == ""
     assert ask(ws, "one host left").headers["x-vastllm-upstream"] == other.name
+
+    # wake on request: the last host's server goes; the first requests run the wake command
+    # once (its key from the 0600 wake file, never the settings or argv), wait, and get answers
+    record, script, key = ws.home / "wake.calls", ws.home / "wake.py", f"vast-{uuid.uuid4().hex}"
+    script.write_text(WAKE_SCRIPT)
+    probe = ["docker", "exec", other.name, "python3", "-c", PROBE]
+    wake = [sys.executable, str(script), str(record)]
+    wake += [json.dumps(other.start_double_argv()), json.dumps(probe)]
+    wakeful = ws.run_role(
+        [other],
+        vastllm_wake_on_request=True,
+        tunnel_gateway_wake_command=wake,
+        tunnel_vast_api_key=key,
+    )
+    assert wakeful.returncode == 0, wakeful.stdout[-4000:] + wakeful.stderr[-2000:]
+    assert key not in wakeful.stdout + wakeful.stderr
+    config = ws.home / ".config/vastllm/gateway.json"
+    wake_env = config.with_name(config.name + ".wake.env")
+    assert oct(wake_env.stat().st_mode & 0o777) == "0o600"
+    assert f"VAST_API_KEY={key}" in wake_env.read_text()
+    assert key not in config.read_text()
+    deadline = time.monotonic() + 30  # restarted (its settings changed): until it has the wake
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if ws.health().get("wake") is not None:
+                break
+        assert time.monotonic() < deadline, "the gateway did not come back with wake on request"
+        time.sleep(0.3)
+    assert capture(["docker", "exec", other.name, "pkill", "-f", "ollama serve"]).returncode == 0
+    with ThreadPoolExecutor(2) as pool:
+        woken = list(pool.map(lambda n: ask(ws, f"wake up {n}"), range(2)))
+    assert [r.status_code for r in woken] == [200, 200], [r.text for r in woken]
+    assert record.read_text() == "with key\n"  # one wake for both
+    assert ws.health()["wake"]["started"] == 1
 
     # no host left: nothing to stand in front of, the gateway stops and frees its port
     empty = ws.run_role([])
