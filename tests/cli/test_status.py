@@ -28,6 +28,7 @@ from tests.proxy.conftest import OllamaDouble, Proxy, RedisServer
 from tests.support import REPO, free_port
 from vastllm.cli.errors import EXIT_DEGRADED
 from vastllm.cli.status_view import fleet_view, host_view
+from vastllm.idle.budget import SpendState
 
 NO_KEYS: dict[str, str | None] = {"VASTLLM_PROXY_API_KEY": None, "ANTHROPIC_AUTH_TOKEN": None}
 
@@ -70,12 +71,15 @@ def report(tmp_path_factory: pytest.TempPathFactory, cached_proxy: Proxy) -> dic
         )
         assert asked.exit_code == 0, asked.output
     here = tmp_path_factory.mktemp("status")
+    # the idle watcher's count on this machine, as it writes it: $1.70 of a $2 budget (85 %)
+    SpendState(7, 1.7, 2.0).save(here / "idle" / "spend.json")
     inventory = write_inventory(
         here / "hosts.yml",
         {
             "this-machine": local_host(
                 vast_dph_total=0.5, vast_storage_total_cost=0.02, vast_cur_state="running",
-                vast_start_date=time.time() - 2 * 3600),  # started 2 h ago
+                vast_start_date=time.time() - 2 * 3600,  # started 2 h ago
+                vastllm_max_spend_usd=2.0, idle_stop_dir=str(here / "idle")),
             "gpu-gone": closed_port_host(),
         },
         {"localhost": local_host()},
@@ -212,6 +216,13 @@ def test_spend_of_each_host_and_in_total(report: dict[str, Any]) -> None:
         here["spend_since_start_estimate_usd"] + gone["spend_since_start_estimate_usd"], abs=1e-3)
 
 
+def test_budget_counted_by_the_idle_watcher(report: dict[str, Any]) -> None:
+    """this-machine's spend.json, read by status.yml (read-only); gpu-gone could not be read."""
+    assert record(report, "this-machine")["budget"] == {
+        "limit_usd": 2.0, "spent_usd": 1.7, "used": 0.85, "state": "warned"}
+    assert record(report, "gpu-gone")["budget"] is None
+
+
 def test_fleet_verdict(report: dict[str, Any]) -> None:
     here = record(report, "this-machine")
     assert record(report, "gpu-gone")["health"] == "unreachable"
@@ -224,6 +235,7 @@ def test_fleet_verdict(report: dict[str, Any]) -> None:
         "state": "degraded" if n == 0 else "down",
         "dph_total": 0.75,
         "cost": report["fleet"]["cost"],  # test_spend_of_each_host_and_in_total
+        "budget": {"hosts": 1, "spent_usd": 1.7, "limit_usd": 2.0},
     }
 
 
@@ -252,6 +264,7 @@ def test_tables_show_the_same_records(report: dict[str, Any]) -> None:
     assert re.search(r"tunnel proxy\s*│\s*up\s", text)
     assert f"http://127.0.0.1:{proxy_port}" in text
     assert re.search(r"tunnel spare\s*│\s*down\s", text)
+    assert "│ ! spend $1.70 of $2.00 budget (85 %) │" in text
 
 
 def test_fleet_table_shows_the_same_records(report: dict[str, Any]) -> None:
@@ -265,10 +278,12 @@ def test_fleet_table_shows_the_same_records(report: dict[str, Any]) -> None:
     fleet = report["fleet"]
     spend = fleet["cost"]["spend_since_start_estimate_usd"]
     assert (f"fleet: {fleet['healthy']} of 2 hosts healthy — {fleet['state']} ($0.750/h, disk "
-            f"$0.030/h of it, ~${spend:.2f} since start (estimated))") in text
+            f"$0.030/h of it, ~${spend:.2f} since start (estimated), $1.70 of $2.00 budget "
+            "spent)") in text
     assert re.search(r"0\.500\s*│\s*0\.020\s*│\s*2h 0\dm\s*│\s*1\.0\d\s*│", text)
     url = report["gateway"]["url"]
     assert f"gateway {url}: up (ok), 1 of 1 upstreams healthy" in text
+    assert re.search(r"1\.0\d\s*│\s*! 1\.70 / 2\.00 \(85 %\)\s*│", text)
 
 
 def test_progress_went_to_stderr(report: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ the proxy itself renders them."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -16,7 +17,8 @@ from vastllm.cli.errors import EXIT_DEGRADED, EXIT_FAILED
 from vastllm.cli.events import EventLog
 from vastllm.cli.runner import RunOutcome
 from vastllm.cli.status import GPU_PLAY, build_report, exit_code
-from vastllm.cli.status_view import fleet_view
+from vastllm.cli.status_view import fleet_view, host_view
+from vastllm.idle.budget import SpendState
 from vastllm.proxy.metrics import RATE_WINDOW, Metrics, UpstreamGauge
 
 WORKSTATION_PLAY = "Check this workstation's tunnels to the GPU hosts"
@@ -119,6 +121,12 @@ def text_of(report: dict[str, Any]) -> str:
     return console.export_text()
 
 
+def host_text(record: dict[str, Any]) -> str:
+    console = Console(record=True, width=160, color_system=None)
+    console.print(host_view(record))
+    return console.export_text()
+
+
 def row(text: str, *cells: str) -> bool:
     return re.search(r"│\s*" + r"\s*│\s*".join(map(re.escape, cells)) + r"\s*│", text) is not None
 
@@ -142,7 +150,8 @@ def test_fleet_with_one_host_down_is_degraded() -> None:
     cost = {"hosts": 2, "per_hour": 1.634, "compute_per_hour": None, "storage_per_hour": None,
             "spend_since_start_estimate_usd": None}  # a price alone: no disk part, no start
     assert report["fleet"] == {
-        "hosts": 3, "healthy": 1, "state": "degraded", "dph_total": 1.634, "cost": cost}
+        "hosts": 3, "healthy": 1, "state": "degraded", "dph_total": 1.634, "cost": cost,
+        "budget": None}
     assert report["gateway"] == {
         "enabled": True,
         "url": "http://127.0.0.1:8082",
@@ -186,7 +195,8 @@ def test_all_healthy_exits_0_and_none_healthy_is_down() -> None:
     assert report["fleet"] == {
         "hosts": 2, "healthy": 0, "state": "down", "dph_total": 1.234,
         "cost": {"hosts": 1, "per_hour": 1.234, "compute_per_hour": None,
-                 "storage_per_hour": None, "spend_since_start_estimate_usd": None}}
+                 "storage_per_hour": None, "spend_since_start_estimate_usd": None},
+        "budget": None}
     assert report["gateway"]["enabled"] is False
     assert exit_code(report, run) == EXIT_DEGRADED
     text = text_of(report)
@@ -251,3 +261,97 @@ def test_spend_from_the_api_doubles_prices() -> None:
                f"{c['storage_per_hour']:.3f}", "5h 07m",
                f"{c['spend_since_start_estimate_usd']:.2f}")
     assert f"~${total['spend_since_start_estimate_usd']:.2f} since start (estimated)" in text
+
+
+# -- the idle watcher's count against the budget (vastllm_max_spend_usd) ----------------------
+
+
+def budget(tmp: Path, limit: float, spent: float | None) -> dict[str, Any]:
+    """status.yml's ``budget`` (the idle_stop role's ``idle_stop_spend``): the budget and the
+    spend.json the watcher writes (by its own code), or none where it has not counted."""
+    if spent is None:
+        return {"limit_usd": limit, "state_raw": None}
+    state_file = tmp / f"spend-{spent}.json"
+    SpendState(7, spent, limit if spent >= 0.8 * limit else None).save(state_file)
+    return {"limit_usd": limit, "state_raw": state_file.read_text()}
+
+
+def with_budgets(tmp: Path, **spent: float | None) -> dict[str, Any]:
+    """A report of a host per keyword (gpu-<name>), each with a $10 budget and that spend."""
+    hosts = [summary(f"gpu-{name}", budget=budget(tmp, 10.0, value), dph_total=0.5)
+             for name, value in spent.items()]
+    return build_report(outcome(hosts))
+
+
+def test_a_budget_under_80_percent(tmp_path: Path) -> None:
+    report = with_budgets(tmp_path, a=1.234, b=7.99)
+    a, b = (h["budget"] for h in report["hosts"])
+    assert a == {"limit_usd": 10.0, "spent_usd": 1.234, "used": 0.1234, "state": "counting"}
+    assert b["state"] == "counting"
+    assert report["fleet"]["budget"] == {"hosts": 2, "spent_usd": 9.224, "limit_usd": 20.0}
+    text = text_of(report)
+    assert row(text.replace("┃", "│"), "$/h", "disk $/h", "up", "~$ since start", "budget $")
+    assert row(text, "0.500", "", "", "", "1.23 / 10.00 (12 %)")
+    assert row(text, "0.500", "", "", "", "7.99 / 10.00 (79 %)")  # rounded down: no warning
+    assert "! " not in text
+    assert "fleet: 2 of 2 hosts healthy — healthy ($1.000/h, $9.22 of $20.00 budget spent)" in text
+    shown = host_text(report["hosts"][0])
+    assert re.search(r"│ budget\s*│ spend \$1\.23 of \$10\.00 budget \(12 %\)\s*│ "
+                     r"the idle watcher's count: a warning at 80 %, a stop at 100 %", shown)
+
+
+def test_a_budget_at_and_over_80_percent_is_marked(tmp_path: Path) -> None:
+    report = with_budgets(tmp_path, a=8.0, b=9.5)
+    a, b = (h["budget"] for h in report["hosts"])
+    assert a == {"limit_usd": 10.0, "spent_usd": 8.0, "used": 0.8, "state": "warned"}
+    assert b["state"] == "warned"
+    text = text_of(report)
+    assert row(text, "0.500", "", "", "", "! 8.00 / 10.00 (80 %)")
+    assert row(text, "0.500", "", "", "", "! 9.50 / 10.00 (95 %)")
+    assert "$17.50 of $20.00 budget spent" in text
+    shown = host_text(report["hosts"][1])
+    assert "│ ! spend $9.50 of $10.00 budget (95 %) │" in shown
+    assert "80 % or more: the idle watcher stops the instance at 100 %" in shown
+
+
+def test_a_host_stopped_by_its_budget(tmp_path: Path) -> None:
+    report = with_budgets(tmp_path, a=10.0004, b=2.0)
+    stopped = report["hosts"][0]["budget"]
+    assert stopped == {"limit_usd": 10.0, "spent_usd": 10.0004, "used": 1.0, "state": "stopped"}
+    text = text_of(report)
+    assert row(text, "0.500", "", "", "", "stopped by budget")
+    assert row(text, "0.500", "", "", "", "2.00 / 10.00 (20 %)")
+    assert "$12.00 of $20.00 budget spent" in text
+    shown = host_text(report["hosts"][0])
+    assert "│ stopped by budget │ spend $10.00 of $10.00 budget (100 %): the idle watcher asked " \
+        "Vast.ai to stop the instance" in shown
+
+
+def test_no_budget_shows_nothing_new(tmp_path: Path) -> None:
+    """No budget (vastllm_max_spend_usd 0, or a summary without one): no column, no row, no
+    total; a budget without a count yet (no spend.json, or an unreadable one) says so and is
+    left out of the total."""
+    hosts = [summary("gpu-a", budget={"limit_usd": 0.0, "state_raw": None}, dph_total=0.5),
+             summary("gpu-b", dph_total=0.5)]
+    report = build_report(outcome(hosts))
+    assert [h["budget"] for h in report["hosts"]] == [None, None]
+    assert report["fleet"]["budget"] is None
+    text = text_of(report)
+    assert "budget" not in text
+    assert "fleet: 2 of 2 hosts healthy — healthy ($1.000/h)" in text
+    assert all("budget" not in host_text(h) for h in report["hosts"])
+
+    unread = {"limit_usd": 10.0, "state_raw": "{not json"}
+    hosts = [summary("gpu-a", budget=budget(tmp_path, 10.0, None), dph_total=0.5),
+             summary("gpu-b", budget=unread, dph_total=0.5),
+             summary("gpu-c", budget=budget(tmp_path, 10.0, 3.0), dph_total=0.5)]
+    report = build_report(outcome(hosts))
+    a, b, c = (h["budget"] for h in report["hosts"])
+    assert a == b == {"limit_usd": 10.0, "spent_usd": None, "used": None, "state": "no count"}
+    assert c["state"] == "counting"
+    assert report["fleet"]["budget"] == {"hosts": 1, "spent_usd": 3.0, "limit_usd": 10.0}
+    text = text_of(report)
+    assert row(text, "0.500", "", "", "", "no count / 10.00")
+    assert "$3.00 of $10.00 budget spent" in text
+    assert re.search(r"│ no count\s*│ \$10\.00 budget; the idle watcher has not counted",
+                     host_text(report["hosts"][0]))

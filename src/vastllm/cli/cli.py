@@ -385,7 +385,8 @@ def status(
     """Show the fleet and the gateway, then each GPU host: services, model, VRAM, disk, cache.
 
     The fleet table has each Vast.ai host's $/h (compute and disk), uptime and an estimated
-    spend since start (uptime x $/h), from the API's prices, and their totals (docs/cost.md).
+    spend since start (uptime x $/h), from the API's prices, and their totals; where
+    vastllm_max_spend_usd is set, the idle watcher's count against that budget (docs/cost.md).
     Runs playbooks/status.yml, which changes nothing on the hosts. Exit code: 0 every GPU
     host healthy; 3 the fleet degraded or down (a host unreachable, unreadable, with
     problems, or its tunnel not answering); 1 the run itself failed (the workstation's

@@ -13,6 +13,7 @@ from vastllm.cli.errors import EXIT_DEGRADED, EXIT_FAILED
 from vastllm.cli.plays import FLEET_VAR, STATUS_VAR
 from vastllm.cli.prometheus import cache_stats, proxy_load
 from vastllm.cli.runner import RunOutcome
+from vastllm.idle.budget import WARN_AT, SpendState
 
 # the play of playbooks/status.yml that runs on the GPU hosts
 GPU_PLAY = "Report the state of each GPU host"
@@ -85,6 +86,7 @@ def host_record(summary: dict[str, Any]) -> dict[str, Any]:
         "load": asdict(load) if load is not None else None,
         "tunnels": summary.get("tunnels"),
         "dph_total": _price(summary.get("dph_total")),
+        "budget": budget_record(summary.get("budget")),
     }
 
 
@@ -94,6 +96,45 @@ def _price(value: Any) -> float | None:
         return None if value is None or value == "" else float(value)
     except (TypeError, ValueError):
         return None
+
+
+def budget_record(raw: Any) -> dict[str, Any] | None:
+    """The idle watcher's count against the host's budget, from status.yml's ``budget`` (the
+    idle_stop role's ``idle_stop_spend``); None where there is no budget
+    (``vastllm_max_spend_usd`` 0). ``limit_usd``: the budget; ``spent_usd``: what the watcher
+    counted (its spend.json, :class:`vastllm.idle.budget.SpendState`), ``used``: the part of the
+    budget it is; ``state``: counting (under 80 %), warned (from 80 %: the watcher's warning),
+    stopped (at 100 %: the watcher asks Vast.ai to stop the instance), or no count (no spend.json,
+    or an unreadable one: no watcher counts yet; ``spent_usd`` and ``used`` None)."""
+    if not isinstance(raw, dict):
+        return None
+    limit = _price(raw.get("limit_usd"))
+    if limit is None or limit <= 0:
+        return None
+    state_raw = raw.get("state_raw")
+    try:
+        spent = SpendState.parse(state_raw).spent_usd if state_raw else None
+    except (ValueError, TypeError, KeyError):
+        spent = None
+    if spent is None:
+        return {"limit_usd": round(limit, 4), "spent_usd": None, "used": None, "state": "no count"}
+    used = spent / limit
+    state = "stopped" if used >= 1 else "warned" if used >= WARN_AT else "counting"
+    return {"limit_usd": round(limit, 4), "spent_usd": round(spent, 4), "used": round(used, 4),
+            "state": state}
+
+
+def budget_total(hosts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The watchers' counts and their budgets added up, over the hosts with a count; None: no
+    host has one."""
+    counted = [h["budget"] for h in hosts if (h.get("budget") or {}).get("spent_usd") is not None]
+    if not counted:
+        return None
+    return {
+        "hosts": len(counted),
+        "spent_usd": round(sum(b["spent_usd"] for b in counted), 4),
+        "limit_usd": round(sum(b["limit_usd"] for b in counted), 4),
+    }
 
 
 def cost_record(fields: dict[str, Any], now: float) -> dict[str, Any] | None:
@@ -198,7 +239,8 @@ def build_report(outcome: RunOutcome, now: float | None = None) -> dict[str, Any
     """``{"hosts": [...], "errors": [...], "fleet": {...}, "gateway": {...}}``: a record per GPU
     host (read, or why not; ``cost`` from :func:`cost_record` at ``now``, epoch seconds), the
     failures of the run that belong to no GPU host record (the workstation's), the fleet's
-    verdict (:func:`fleet`, its ``cost`` from :func:`cost_total`) and the gateway
+    verdict (:func:`fleet`, its ``cost`` from :func:`cost_total`, its ``budget`` from
+    :func:`budget_total`; a host's ``budget`` from :func:`budget_record`) and the gateway
     (:func:`gateway_record`)."""
     when = time.time() if now is None else now
     workstation: dict[str, Any] = next(
@@ -223,6 +265,7 @@ def build_report(outcome: RunOutcome, now: float | None = None) -> dict[str, Any
                 "error": f"{failure.task}: {failure.message}",
                 "healthy": False,
                 "dph_total": None,
+                "budget": None,
             }
         else:
             errors.append({"host": failure.host, "task": failure.task, "message": failure.message})
@@ -244,6 +287,7 @@ def build_report(outcome: RunOutcome, now: float | None = None) -> dict[str, Any
             record["dph_total"] = _price(fields["dph_total"])
     summary = fleet(records)
     summary["cost"] = cost_total(records)
+    summary["budget"] = budget_total(records)
     return {
         "hosts": records,
         "errors": errors,

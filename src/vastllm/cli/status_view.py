@@ -107,6 +107,32 @@ def _tunnel_rows(record: dict[str, Any]) -> list[tuple[str, Text, str]]:
     return rows
 
 
+def _percent(used: float) -> str:
+    """``12 %``, rounded down: 79.9 % of a budget is not yet its warning's 80 %."""
+    return f"{int(100 * used)} %"
+
+
+def _budget_rows(record: dict[str, Any]) -> list[tuple[str, Text, str]]:
+    """The idle watcher's count against the budget; nothing where there is no budget."""
+    budget = record.get("budget")
+    if not budget:
+        return []
+    limit = f"${budget['limit_usd']:.2f}"
+    spent, used = budget.get("spent_usd"), budget.get("used")
+    if spent is None or used is None:
+        why = "the idle watcher has not counted (no spend.json: run site.yml, tag idle_stop)"
+        return [("budget", Text("no count", style="yellow"), f"{limit} budget; {why}")]
+    shown = f"spend ${spent:.2f} of {limit} budget ({_percent(used)})"
+    state = budget.get("state")
+    if state == "stopped":
+        why = f"{shown}: the idle watcher asked Vast.ai to stop the instance"
+        return [("budget", Text("stopped by budget", style="red"), why)]
+    if state == "warned":
+        why = "80 % or more: the idle watcher stops the instance at 100 %"
+        return [("budget", Text(f"! {shown}", style="yellow"), why)]
+    return [("budget", Text(shown), "the idle watcher's count: a warning at 80 %, a stop at 100 %")]
+
+
 def host_view(record: dict[str, Any]) -> RenderableType:
     host = str(record.get("host"))
     if record.get("error"):
@@ -135,6 +161,7 @@ def host_view(record: dict[str, Any]) -> RenderableType:
         _disk_row(record),
         _cache_row(record),
         *_tunnel_rows(record),
+        *_budget_rows(record),
     ]
     for what, state, detail in rows:
         table.add_row(what, state, detail)
@@ -206,6 +233,25 @@ def _cost_cells(record: dict[str, Any]) -> tuple[str, str, str]:
     )
 
 
+def _budget_cell(record: dict[str, Any]) -> Text:
+    """``spent / budget (N %)`` by the idle watcher's count, ``!`` from 80 %, ``stopped by
+    budget`` at 100 %, ``no count / budget`` before the watcher counted; empty without a
+    budget."""
+    budget = record.get("budget")
+    if not budget:
+        return Text("")
+    spent, used = budget.get("spent_usd"), budget.get("used")
+    if spent is None or used is None:
+        return Text(f"no count / {budget['limit_usd']:.2f}", style="yellow")
+    state = budget.get("state")
+    if state == "stopped":
+        return Text("stopped by budget", style="red")  # the host's budget row has the figures
+    shown = f"{spent:.2f} / {budget['limit_usd']:.2f} ({_percent(used)})"
+    if state == "warned":
+        return Text(f"! {shown}", style="yellow")
+    return Text(shown)
+
+
 def _gateway_line(gateway: dict[str, Any]) -> Text:
     if not gateway.get("enabled"):
         return Text(
@@ -222,11 +268,20 @@ def _gateway_line(gateway: dict[str, Any]) -> Text:
     return head.append(f"{healthy} of {len(upstreams)} upstreams healthy", style=style)
 
 
+def _budget_total(summary: dict[str, Any]) -> str:
+    """``, $S of $B budget spent`` over the hosts the idle watcher counts on; empty: none."""
+    budget = summary.get("budget")
+    if not budget:
+        return ""
+    return f", ${budget['spent_usd']:.2f} of ${budget['limit_usd']:.2f} budget spent"
+
+
 def fleet_view(report: dict[str, Any]) -> RenderableType:
     """The fleet table (host, GPU, engine, model, health, requests in flight, output tokens/s,
     $/h (``dph_total``: compute and disk), disk $/h, uptime, ~$ since start (uptime x $/h, an
-    estimate)), the verdict ``fleet: N of M hosts healthy — state`` with the totals, and the
-    gateway line."""
+    estimate), budget $ (the idle watcher's count of the spend against ``vastllm_max_spend_usd``;
+    only where a host has a budget)), the verdict ``fleet: N of M hosts healthy — state`` with
+    the totals, and the gateway line."""
     table = Table(title=Text("fleet", style="bold"), title_justify="left")
     columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("host", "left"),
@@ -241,6 +296,9 @@ def fleet_view(report: dict[str, Any]) -> RenderableType:
         ("up", "right"),
         ("~$ since start", "right"),
     )
+    budgets = any(record.get("budget") for record in report["hosts"])
+    if budgets:
+        columns += (("budget $", "right"),)
     for name, justify in columns:
         table.add_column(name, justify=justify, overflow="fold")
     for record in report["hosts"]:
@@ -252,6 +310,7 @@ def fleet_view(report: dict[str, Any]) -> RenderableType:
             *_load_cells(record),
             _price_cell(record.get("dph_total")),
             *_cost_cells(record),
+            *([_budget_cell(record)] if budgets else []),
         )
     summary = report["fleet"]
     state = str(summary["state"])
@@ -267,7 +326,9 @@ def fleet_view(report: dict[str, Any]) -> RenderableType:
         extra = f", disk ${storage:.3f}/h of it" if storage is not None else ""
         if spend is not None:
             extra += f", ~${spend:.2f} since start (estimated)"
-        verdict.append(f" (${summary['dph_total']:.3f}/h{extra})")
+        verdict.append(f" (${summary['dph_total']:.3f}/h{extra}{_budget_total(summary)})")
+    elif summary.get("budget"):
+        verdict.append(f" ({_budget_total(summary).removeprefix(', ')})")
     parts: list[RenderableType] = [table, verdict]
     if report.get("gateway") is not None:
         parts.append(_gateway_line(report["gateway"]))

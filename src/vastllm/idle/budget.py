@@ -59,14 +59,21 @@ class SpendState:
     warned_for_usd: float | None = None
 
     @classmethod
+    def parse(cls, data: Any) -> SpendState:
+        """The state in a state file's text, or in its JSON already decoded (``vastllm status``
+        reads it too); ValueError, TypeError or KeyError when it is not one."""
+        if isinstance(data, str | bytes):
+            data = json.loads(data)
+        return cls(int(data["instance_id"]), float(data["spent_usd"]),
+                   None if data.get("warned_for_usd") is None
+                   else float(data["warned_for_usd"]))
+
+    @classmethod
     def load(cls, path: Path, instance_id: int) -> SpendState:
         """The state of this instance; a fresh one when there is none, it is unreadable, or it
         belongs to another instance (a new rental on the same host name)."""
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            state = cls(int(data["instance_id"]), float(data["spent_usd"]),
-                        None if data.get("warned_for_usd") is None
-                        else float(data["warned_for_usd"]))
+            state = cls.parse(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return cls(instance_id)
         except (OSError, ValueError, TypeError, KeyError):
