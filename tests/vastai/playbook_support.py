@@ -23,6 +23,8 @@ ANSIBLE_PLAYBOOK = REPO / ".venv" / "bin" / "ansible-playbook"
 SSHD = Path("/usr/sbin/sshd")
 SSH_KEYGEN = shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen"
 KEY = "test-vast-key"
+# provisioning settings for the tests: a fast poll, and no handover (no host behind the sshd)
+PROVISION_QUICK = {"vastai_poll_delay": 1, "vastllm_provision_handover": False}
 _RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)",
                     re.MULTILINE)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

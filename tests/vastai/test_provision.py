@@ -10,14 +10,20 @@ from pathlib import Path
 
 from tests.doubles.vastai_api_double import FIRST_ID, make_instance
 from tests.support import REPO
-from tests.vastai.playbook_support import KEY, Controller, PlaybookRun, real_sshd
+from tests.vastai.playbook_support import (
+    KEY,
+    PROVISION_QUICK,
+    Controller,
+    PlaybookRun,
+    real_sshd,
+)
 
 PROVISION = REPO / "playbooks" / "provision.yml"
 ANSIBLE = REPO / ".venv" / "bin" / "ansible"
 LABEL = "vastllm-test"
 RENTED_OFFER = 11684738  # the double's 1 x RTX 4090 offer at 0.2467 $/h
 NEW_ID = FIRST_ID + 100  # first id the double gives a created instance
-QUICK = {"vastai_poll_delay": 1, "vastllm_provision_handover": False}
+QUICK = PROVISION_QUICK
 
 # what the next play sees of the host add_host created: the role, then a look at gpu_hosts
 INSPECT_PLAYBOOK = """

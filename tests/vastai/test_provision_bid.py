@@ -9,13 +9,13 @@ import json
 
 from tests.doubles.vastai_api_double import FIRST_ID
 from tests.support import REPO
-from tests.vastai.playbook_support import Controller, real_sshd
+from tests.vastai.playbook_support import PROVISION_QUICK, Controller, real_sshd
 
 PROVISION = REPO / "playbooks" / "provision.yml"
 LABEL = "bid-box"
 NEW_ID = FIRST_ID + 100
 RTX_4090 = 11684738  # the double's 1 x RTX 4090 offer (min_bid 0.2 $/h)
-QUICK = {"vastai_poll_delay": 1, "vastllm_provision_handover": False}
+QUICK = PROVISION_QUICK
 DUMP_PLAYBOOK = """
 - name: Provision like playbooks/provision.yml does
   hosts: localhost

@@ -14,14 +14,14 @@ import pytest
 
 from tests.doubles.vastai_api_double import make_instance
 from tests.support import REPO, free_port
-from tests.vastai.playbook_support import Controller, real_sshd
+from tests.vastai.playbook_support import PROVISION_QUICK, Controller, real_sshd
 from tests.vastai.test_provision import INSPECT_PLAYBOOK, NEW_ID, RENTED_OFFER, run_module
 
 PROVISION = REPO / "playbooks" / "provision.yml"
 FLEET = "fleet"
 A5000_OFFER = RENTED_OFFER + 2  # the double's cheapest 1-GPU offer (0.18 $/h)
 EXTRA_OFFER = RENTED_OFFER + 10  # added by add_offer: a third 1-GPU offer, 0.30 $/h
-QUICK = {"vastai_poll_delay": 1, "vastllm_provision_handover": False}
+QUICK = PROVISION_QUICK
 
 
 @pytest.fixture
