@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 # measured here side by side: vllm 563 s, recovery 568 s, ollama 335 s, vast-base-image 168 s,
 # gpu-facts-and-services 85 s
 LANES=(
-    "vllm vast-base-image gpu-facts-and-services"
+    "vllm vast-base-image outbid gpu-facts-and-services"
     "recovery ollama"
 )
 logs=.cache/molecule

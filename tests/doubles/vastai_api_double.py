@@ -56,7 +56,9 @@ Prices: every instance carries the recorded ``dph_total`` (compute and disk, $/h
 ``storage_cost`` ($/GB/month) and ``storage_total_cost`` (its disk, $/h); a running instance bills
 ``dph_total``, a stopped one ``storage_total_cost`` (only destroy ends every charge).
 
-Run standalone: ``python tests/doubles/vastai_api_double.py --port 8123 --api-key KEY``.
+Run standalone: ``python tests/doubles/vastai_api_double.py --port 8123 --api-key KEY``;
+``--outbid LABEL`` adds an interruptible instance with that label that a higher bid just stopped
+(id ``FIRST_ID + OUTBID_N``, then the next), ``--new-instance-ssh HOST:PORT`` sets the knob.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "vast-api"
 AUTH_ERROR = {"success": False, "error": "auth_error", "msg": "Invalid user key"}
 MAX_LIMIT = 25
 FIRST_ID = 40_000_001
+OUTBID_N = 60  # the first --outbid instance is FIRST_ID + OUTBID_N
 
 
 def _load(name: str) -> Any:
@@ -562,8 +565,20 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--api-key", default="test-vast-key")
     parser.add_argument("--empty", action="store_true", help="start with no instances")
+    parser.add_argument("--outbid", metavar="LABEL", action="append", default=[],
+                        help="add an interruptible instance with this label, outbid (repeatable)")
+    parser.add_argument("--new-instance-ssh", metavar="HOST:PORT",
+                        help="the SSH endpoint a created or started instance boots with")
     args = parser.parse_args()
     state = VastState(api_key=args.api_key, instances=[] if args.empty else None)
+    for n, label in enumerate(args.outbid, start=OUTBID_N):
+        row = make_instance(n, label)
+        row["is_bid"] = True
+        state.instances[row["id"]] = row
+        state.outbid(row["id"])
+    if args.new_instance_ssh:
+        host, _, port = args.new_instance_ssh.rpartition(":")
+        state.new_instance_ssh = {"host": host, "port": int(port)}
     server = _Server(("127.0.0.1", args.port), Handler)
     server.state = state
     server.serve_forever()

@@ -1,0 +1,78 @@
+"""An outbid interruptible instance comes back on a new one: what the converge (playbooks/wake.yml)
+asked of the Vast.ai API double, the services site.yml put on the new instance, and its answer.
+
+The double's request log covers both converge runs (Molecule's idempotence ran the wake again).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import time
+import urllib.request
+from pathlib import Path
+
+testinfra_hosts = ["ansible://vastllm-outbid"]
+
+API = "http://127.0.0.1:45904"
+LABEL = "outbid-llm"
+OLD_ID = 40_000_061  # the double's first --outbid instance (FIRST_ID + OUTBID_N)
+NEW_ID = 40_000_101  # the first instance the double creates (FIRST_ID + 100)
+BID = 0.25
+OURS = ("vastllm-ollama", "vastllm-proxy", "vastllm-redis")
+
+
+def _requests(method: str, prefix: str) -> list[dict]:
+    with urllib.request.urlopen(f"{API}/__double__/stats", timeout=10) as answer:
+        log = json.load(answer)["requests"]
+    return [r for r in log if r["method"] == method and r["path"].startswith(prefix)]
+
+
+def _instance(instance_id: int) -> dict | None:
+    request = urllib.request.Request(f"{API}/api/v0/instances/{instance_id}/",
+                                     headers={"Authorization": "Bearer test-vast-key"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.load(answer)["instances"]
+
+
+def test_the_label_moved_to_one_new_instance_with_the_same_bid():
+    creates = _requests("PUT", "/api/v0/asks/")
+    assert len(creates) == 1, creates  # the second wake rented nothing
+    assert creates[0]["body"]["label"] == LABEL
+    assert creates[0]["body"]["price"] == BID
+    assert [r["path"] for r in _requests("DELETE", "/api/v0/instances/")] == [
+        f"/api/v0/instances/{OLD_ID}/"
+    ]
+    assert _instance(OLD_ID) is None
+    new = _instance(NEW_ID)
+    assert (new["label"], new["actual_status"], new["is_bid"]) == (LABEL, "running", True)
+
+
+def test_site_yml_put_every_service_on_the_new_instance(host):
+    lines = host.run("supervisorctl status").stdout.splitlines()
+    now = {line.split()[0]: line.split()[1] for line in lines if len(line.split()) > 1}
+    assert all(now.get(name) == "RUNNING" for name in OURS), now
+    assert host.file("/usr/local/bin/nvidia-smi").exists  # the GPU host it was rented as
+
+
+def test_the_new_instance_answers_the_anthropic_sdk_and_the_time_is_reported(host, sdk):
+    code = (
+        "import anthropic, time\n"
+        "c = anthropic.Anthropic(base_url='http://127.0.0.1:8082', api_key='unused')\n"
+        "t = time.monotonic()\n"
+        "m = c.messages.create(model='claude-sonnet-4-5', max_tokens=32, "
+        "messages=[{'role': 'user', 'content': 'hello after the outbid'}])\n"
+        "print(round(time.monotonic() - t, 3), m.content[0].text)\n"
+    )
+    out = host.run(f"{sdk} -c {shlex.quote(code)}")
+    assert out.rc == 0, out.stderr
+    took, text = out.stdout.strip().split(" ", 1)
+    assert "hello after the outbid" in text
+    times = json.loads(
+        (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "outbid-times.json").read_text()
+    )
+    span = times["ended"] - times["started"]
+    assert 0 < span < time.time() - times["started"]
+    print(f"outbid -> new instance rented, provisioned by site.yml and healthy: {span:.1f} s "
+          f"(the wake's first run); first answer through its proxy {float(took) * 1000:.0f} ms")
