@@ -23,17 +23,21 @@ BID = 0.25
 OURS = ("vastllm-ollama", "vastllm-proxy", "vastllm-redis")
 
 
+def _get(path: str) -> dict:
+    """GET from the API double on loopback, with its key."""
+    request = urllib.request.Request(f"{API}{path}",  # noqa: S310 - the double, loopback only
+                                     headers={"Authorization": "Bearer test-vast-key"})
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback only
+        return json.load(answer)
+
+
 def _requests(method: str, prefix: str) -> list[dict]:
-    with urllib.request.urlopen(f"{API}/__double__/stats", timeout=10) as answer:
-        log = json.load(answer)["requests"]
+    log = _get("/__double__/stats")["requests"]
     return [r for r in log if r["method"] == method and r["path"].startswith(prefix)]
 
 
 def _instance(instance_id: int) -> dict | None:
-    request = urllib.request.Request(f"{API}/api/v0/instances/{instance_id}/",
-                                     headers={"Authorization": "Bearer test-vast-key"})
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        return json.load(answer)["instances"]
+    return _get(f"/api/v0/instances/{instance_id}/")["instances"]
 
 
 def test_the_label_moved_to_one_new_instance_with_the_same_bid():
