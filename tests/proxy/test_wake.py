@@ -1,7 +1,8 @@
 """Wake on request (src/vastllm/proxy/wake.py): a gateway-like proxy (one anthropic-kind upstream,
 as roles/tunnel/tasks/gateway.yml writes it) whose upstream's port is closed, and a stand-in
 wake command (a script in tmp_path) that records each call, then brings the upstream up
-(bench/mock_engine.py on that port), never does, or fails."""
+(bench/mock_engine.py on that port), never does, or fails; with a paid upstream (the Anthropic
+API double) too."""
 
 from __future__ import annotations
 
@@ -20,12 +21,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.proxy.conftest import Proxy, wait_until
+from tests.proxy.conftest import AnthropicDouble, Proxy, wait_until
 from tests.support import REPO, free_port
 from vastllm.proxy.settings import CONFIG_ENV, ProxySettings
 
 MOCK_ENGINE = REPO / "bench" / "mock_engine.py"
 SECRET = "vast-key-that-must-stay-hidden-0123456789"  # noqa: S105 - a test value
+PAID_KEY = "sk-ant-api03-double-" + "w" * 24  # the paid double's key
 
 WAKE_SCRIPT = textwrap.dedent(
     """\
@@ -84,7 +86,9 @@ class Fleet:
         return self.proxy.log.read_text()
 
 
-def _start(tmp_path: Path, mode: str | None, **settings: Any) -> Fleet:
+def _start(
+    tmp_path: Path, mode: str | None, paid: AnthropicDouble | None = None, **settings: Any
+) -> Fleet:
     port = free_port()
     calls, release, engine_pid = tmp_path / "calls.jsonl", tmp_path / "release", tmp_path / "pid"
     cfg = tmp_path / "wake.json"
@@ -115,7 +119,13 @@ def _start(tmp_path: Path, mode: str | None, **settings: Any) -> Fleet:
     proxy = Proxy(
         tmp_path,
         # the gateway's settings (roles/tunnel/tasks/gateway.yml)
-        upstreams=[{"name": "gpu-a", "kind": "anthropic", "base_url": f"http://127.0.0.1:{port}"}],
+        upstreams=[
+            {"name": "gpu-a", "kind": "anthropic", "base_url": f"http://127.0.0.1:{port}"},
+            *([] if paid is None else [{
+                "name": "anthropic-api", "kind": "anthropic", "base_url": paid.url,
+                "api_key": PAID_KEY, "paid": True, "model": "claude-sonnet-4-5",
+            }]),
+        ],
         aliases={},
         default_engine="anthropic",
         context_length=10485760,
@@ -190,7 +200,9 @@ def test_requests_while_the_host_is_stopped_wake_it_once_and_get_their_answer(
     assert messages(fleet).status_code == 200
     calls = fleet.calls()
     assert len(calls) == 1
-    assert fleet.wake_state() == {
+    state = fleet.wake_state()
+    assert 0 < state.pop("cooldown_left") <= 300  # wake_cooldown's default, counting down
+    assert state == {
         "running": False,
         "started": 1,
         "last_exit": 0,
@@ -256,7 +268,7 @@ def test_a_failing_wake_answers_the_waiting_requests_at_once_and_the_next_one_wa
     tmp_path: Path, fleets: list[Fleet]
 ) -> None:
     # wake_wait past the client's 60 s timeout: an answer at all means the failure ended the wait
-    fleet = _start(tmp_path, "fail", wake_wait=3600, wake_retry_after=11)
+    fleet = _start(tmp_path, "fail", wake_wait=3600, wake_retry_after=11, wake_cooldown=0)
     fleets.append(fleet)
 
     r = messages(fleet)
@@ -281,6 +293,60 @@ def test_a_failing_wake_answers_the_waiting_requests_at_once_and_the_next_one_wa
     assert SECRET not in log
 
 
+def test_after_a_failed_wake_none_starts_within_the_cooldown_and_requests_are_told_when(
+    tmp_path: Path, fleets: list[Fleet]
+) -> None:
+    fleet = _start(tmp_path, "fail", wake_wait=3600, wake_retry_after=1, wake_cooldown=4)
+    fleets.append(fleet)
+
+    r = messages(fleet)
+    assert r.status_code == 529, r.text
+    assert r.headers["retry-after"] == "4"  # the cooldown, longer than wake_retry_after
+    assert "wake_cooldown" in r.json()["error"]["message"]
+    assert len(fleet.calls()) == 1
+
+    # within the cooldown: answered at once, with the seconds left, and no second wake
+    r = chat(fleet)
+    assert r.status_code == 503, r.text
+    assert 1 <= int(r.headers["retry-after"]) <= 4
+    assert "the last wake of the GPU hosts failed (exit 1)" in r.json()["error"]["message"]
+    assert len(fleet.calls()) == 1
+    assert 0 < fleet.wake_state()["cooldown_left"] <= 4
+
+    # once it has passed, the next request wakes again
+    wait_until(lambda: fleet.wake_state()["cooldown_left"] == 0, timeout=10,
+               what="the cooldown over")
+    assert messages(fleet).status_code == 529
+    assert len(fleet.calls()) == 2
+    assert fleet.wake_state()["started"] == 2
+
+
+def test_with_a_paid_upstream_it_answers_while_the_hosts_are_woken(
+    tmp_path: Path, fleets: list[Fleet]
+) -> None:
+    paid = AnthropicDouble(tmp_path, PAID_KEY)
+    try:
+        fleet = _start(tmp_path, "up", paid=paid)
+        fleets.append(fleet)
+        r = messages(fleet)  # the host is stopped: the paid API answers, without waiting
+        assert r.status_code == 200, r.text
+        assert r.headers["x-vastllm-upstream"] == "anthropic-api"
+        assert r.headers["x-vastllm-paid"] == "1"
+        # ... and the wake started for it
+        wait_until(lambda: len(fleet.calls()) == 1, what="the wake command running")
+        assert fleet.wake_state()["running"] is True
+        assert messages(fleet).headers["x-vastllm-upstream"] == "anthropic-api"  # no 2nd wake
+        fleet.release.touch()
+        wait_until(lambda: fleet.wake_state()["running"] is False, what="the wake ended")
+        r = messages(fleet)  # the host is back: it answers, and the paid API no more
+        assert r.status_code == 200, r.text
+        assert r.headers["x-vastllm-upstream"] == "gpu-a"
+        assert len(fleet.calls()) == 1
+        assert paid.calls() == 2
+    finally:
+        paid.kill()
+
+
 def test_wake_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(CONFIG_ENV, raising=False)
     assert ProxySettings().wake_command == []
@@ -288,5 +354,6 @@ def test_wake_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VASTLLM_PROXY_WAKE_WAIT", "45")
     s = ProxySettings()
     assert (s.wake_command, s.wake_wait, s.wake_retry_after) == (["vastllm", "wake"], 45.0, 30)
+    assert s.wake_cooldown == 300.0
     with pytest.raises(ValueError, match="workers: 1"):
         ProxySettings(workers=2, port=8082)

@@ -131,7 +131,11 @@ class Workstation:
         )
         return env
 
-    def run_role(self, hosts: list[GpuHost], **extra: Any) -> subprocess.CompletedProcess[str]:
+    def run_role(
+        self, hosts: list[GpuHost], *, environ: dict[str, str] | None = None, **extra: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """The role's playbook for ``hosts`` with ``extra`` vars, ``environ`` added to its
+        environment."""
         self.inventory.write_text(
             yaml.safe_dump(
                 {
@@ -172,7 +176,7 @@ class Workstation:
                 f"@{extra_file}",
             ],
             cwd=REPO,
-            env=self.env(),
+            env={**self.env(), **(environ or {})},
             timeout=600,
         )
 
@@ -267,13 +271,14 @@ def ask(ws: Workstation, first: str, *later: str) -> httpx.Response:
 
 
 # a wake command for the gateway (tunnel_gateway_wake_command): records that it ran and whether
-# the wake environment file gave it the Vast.ai key, then starts the host's double and waits
-# until it answers, as `vastllm wake` waits for the host's health
+# the wake environment file gave it the Vast.ai key and the model's S3 credentials, then starts
+# the host's double and waits until it answers, as `vastllm wake` waits for the host's health
 WAKE_SCRIPT = '''
 import json, os, subprocess, sys, time
 record, start, probe = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 with open(record, "a") as f:
-    f.write("with key\\n" if os.environ.get("VAST_API_KEY") else "without key\\n")
+    f.write("with key" if os.environ.get("VAST_API_KEY") else "without key")
+    f.write(" and s3\\n" if os.environ.get("AWS_SECRET_ACCESS_KEY") else "\\n")
 subprocess.run(start, check=True)
 for _ in range(100):
     if subprocess.run(probe).returncode == 0:
@@ -357,19 +362,26 @@ def test_one_endpoint_for_every_host(workstation: Workstation, gpu_hosts: list[G
     probe = ["docker", "exec", other.name, "python3", "-c", PROBE]
     wake = [sys.executable, str(script), str(record)]
     wake += [json.dumps(other.start_double_argv()), json.dumps(probe)]
+    # the run's S3 credentials reach the wake too (a host that moved fetches its model again)
+    s3 = {"AWS_ACCESS_KEY_ID": "AKIAWAKETEST", "AWS_SECRET_ACCESS_KEY": f"s3-{uuid.uuid4().hex}"}
     wakeful = ws.run_role(
         [other],
+        environ=s3,
         vastllm_wake_on_request=True,
         tunnel_gateway_wake_command=wake,
         tunnel_vast_api_key=key,
     )
     assert wakeful.returncode == 0, wakeful.stdout[-4000:] + wakeful.stderr[-2000:]
     assert key not in wakeful.stdout + wakeful.stderr
+    assert s3["AWS_SECRET_ACCESS_KEY"] not in wakeful.stdout + wakeful.stderr
     config = ws.home / ".config/vastllm/gateway.json"
     wake_env = config.with_name(config.name + ".wake.env")
     assert oct(wake_env.stat().st_mode & 0o777) == "0o600"
     assert f"VAST_API_KEY={key}" in wake_env.read_text()
+    assert f"AWS_SECRET_ACCESS_KEY={s3['AWS_SECRET_ACCESS_KEY']}" in wake_env.read_text()
+    assert "AWS_SESSION_TOKEN" not in wake_env.read_text()  # not set: no line
     assert key not in config.read_text()
+    assert s3["AWS_SECRET_ACCESS_KEY"] not in config.read_text()
     deadline = time.monotonic() + 30  # restarted (its settings changed): until it has the wake
     while True:
         with contextlib.suppress(httpx.HTTPError):
@@ -381,7 +393,7 @@ def test_one_endpoint_for_every_host(workstation: Workstation, gpu_hosts: list[G
     with ThreadPoolExecutor(2) as pool:
         woken = list(pool.map(lambda n: ask(ws, f"wake up {n}"), range(2)))
     assert [r.status_code for r in woken] == [200, 200], [r.text for r in woken]
-    assert record.read_text() == "with key\n"  # one wake for both
+    assert record.read_text() == "with key and s3\n"  # one wake for both
     assert ws.health()["wake"]["started"] == 1
 
     # no host left: nothing to stand in front of, the gateway stops and frees its port

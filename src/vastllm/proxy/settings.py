@@ -213,6 +213,12 @@ class ProxySettings(FileBackedSettings):
     wake_wait: float = Field(default=120.0, gt=0)
     # the retry-after header (seconds) of that answer
     wake_retry_after: int = Field(default=30, ge=1)
+    # seconds after a wake ends in which no new one starts: a wake can rent and provision (a
+    # host that moved), and clients retry, so one that fails or brings no upstream back is not
+    # run again at the pace of their retries. Meanwhile a request waits for what a successful
+    # wake brought up, or gets that 529/503 at once after a failed one, its retry-after the
+    # seconds left. 300: about one wake of a stopped instance; 0: the next request wakes again
+    wake_cooldown: float = Field(default=300.0, ge=0)
     # a file of KEY=VALUE lines added to the wake command's environment, read at every wake (the
     # gateway's: the Vast.ai key and the proxy keys its tunnel play writes back), so no secret is
     # in argv or in the proxy's own environment; a value found in the command's output is

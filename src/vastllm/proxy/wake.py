@@ -3,7 +3,15 @@ workstation gateway's ``vastllm wake``: start the stopped instances, wait for th
 tunnels) and let the request wait for an upstream to come back.
 
 - At most one wake runs at a time: a request that finds nothing reachable while one runs waits
-  for it and starts nothing. Once it has ended, the next such request starts a new one.
+  for it and starts nothing. Once it has ended, the next such request starts a new one, but not
+  within ``wake_cooldown`` seconds of the last one's end: a wake can rent and provision (a move),
+  and clients retry, so a wake that fails or leaves every upstream down is not run again at the
+  pace of their retries. In that time a request waits for the hosts the last wake brought up
+  when it succeeded, and gets :class:`~vastllm.proxy.errors.Waking` at once (``retry-after``:
+  the seconds until the next wake may start) when it failed.
+- With a paid upstream (``paid: true``) a request that finds no local upstream reachable is
+  answered by it and starts the wake without waiting for it (:meth:`Waker.kick`), so the GPU
+  hosts come back while the paid API bridges the gap.
 - A request waits until an upstream is healthy (the router's health checks, and one round of
   them the moment the command ends) or until ``wake_wait`` seconds after it first found
   nothing; then it gets :class:`~vastllm.proxy.errors.Waking` (529, with ``retry-after``). A
@@ -21,6 +29,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import os
 import shlex
 import subprocess
@@ -67,6 +76,8 @@ class Waker:
         self._wait = settings.wake_wait
         self._retry_after = settings.wake_retry_after
         self._env_file = settings.wake_env_file
+        self._cooldown = settings.wake_cooldown
+        self._ended: float | None = None  # loop time the last wake ended
         self._probe = probe  # one round of health checks, which calls changed() on a change
         self._run: _Run | None = None
         self._changed = asyncio.Event()
@@ -79,6 +90,12 @@ class Waker:
         """An upstream's health changed (or the wake ended): the waiting requests look again."""
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+
+    def kick(self) -> None:
+        """Start a wake unless one runs or the last one ended under ``wake_cooldown`` ago, and
+        do not wait for it (a paid upstream answers meanwhile)."""
+        if not self._running() and self._cooldown_left() == 0:
+            self._start()
 
     def deadline(self) -> float:
         """The loop time until which a request that finds nothing reachable now may wait."""
@@ -112,11 +129,12 @@ class Waker:
         """What /health shows: whether a wake runs, how many ran, their last exit status and the
         requests waiting."""
         return {
-            "running": self._run is not None and self._run.rc is None,
+            "running": self._running(),
             "started": self.started,
             "last_exit": self.last_exit,
             "waiting": self.waiting,
             "wait_seconds": self._wait,
+            "cooldown_left": math.ceil(self._cooldown_left() * 10) / 10,  # 0 only once over
         }
 
     async def stop(self) -> None:
@@ -127,16 +145,45 @@ class Waker:
     # -- the command ---------------------------------------------------------------------------
     def _failed(self, rc: int) -> errors.Waking:
         why = f"failed (exit {rc})" if rc >= 0 else f"was killed (signal {-rc})"
+        if self._cooldown > 0:
+            then = f"the next wake may start in {self._cooldown:g}s (wake_cooldown)"
+        else:
+            then = f"the next request tries again (retry in {self._retry_after}s)"
         return errors.Waking(
             f"no upstream is reachable, and waking the GPU hosts {why}: the proxy's log has "
-            f"its output; the next request tries again (retry in {self._retry_after}s)",
-            retry_after=self._retry_after,
+            f"its output; {then}",
+            retry_after=max(self._retry_after, math.ceil(self._cooldown)),
         )
 
+    def _running(self) -> bool:
+        return self._run is not None and self._run.rc is None
+
+    def _cooldown_left(self) -> float:
+        """Seconds until a new wake may start (0: now, or one runs)."""
+        if self._ended is None or self._running():
+            return 0.0
+        return max(0.0, self._ended + self._cooldown - asyncio.get_running_loop().time())
+
     def _start_unless_running(self) -> None:
-        """Start a wake unless one runs."""
-        if self._run is not None and self._run.rc is None:
+        """Start a wake unless one runs or the last one ended under ``wake_cooldown`` ago; in
+        that time, :class:`errors.Waking` when the last one failed (else the request waits for
+        the hosts it woke)."""
+        if self._running():
             return
+        left = self._cooldown_left()
+        if left > 0:
+            rc = self.last_exit
+            if rc is not None and rc != 0:
+                raise errors.Waking(
+                    f"no upstream is reachable, and the last wake of the GPU hosts failed (exit "
+                    f"{rc}); the next may start in {left:.0f}s (wake_cooldown): the proxy's log "
+                    f"has its output",
+                    retry_after=max(1, math.ceil(left)),
+                )
+            return
+        self._start()
+
+    def _start(self) -> None:
         run = self._run = _Run()
         self.started += 1
         run.task = asyncio.create_task(self._execute(run), name="wake")
@@ -169,6 +216,7 @@ class Waker:
         except Exception:
             log.exception("health check after the wake failed")
         run.rc = self.last_exit = rc
+        self._ended = asyncio.get_running_loop().time()
         self.changed()
 
     async def _command(self) -> int:

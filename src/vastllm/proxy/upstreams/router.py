@@ -13,7 +13,8 @@ A request goes to an upstream of its engine (the wire protocol the active model 
 
 When none of the local upstreams the request could use is reachable and ``wake_command`` is set,
 the request waits for them to be woken (:mod:`vastllm.proxy.wake`), then is routed again; a wake
-that fails or takes longer than ``wake_wait`` is a 529 with ``retry-after``.
+that fails or takes longer than ``wake_wait`` is a 529 with ``retry-after``. A paid upstream that
+answers meanwhile does not wait: the wake starts, and the paid one answers.
 
 If the upstream cannot be reached, or answers 429 or a 5xx (503, 529: busy), before any part of
 the answer was passed on, the next one is tried; once an item went out, a failure is the
@@ -346,6 +347,8 @@ class Router:
         """``attempt()`` again after each wait for a wake (``up()``: whether a local upstream for
         the request is healthy, None when it has none), while nothing went out."""
         deadline: float | None = None
+        if up() is False:  # a paid upstream may answer now: the hosts come back meanwhile
+            wake.kick()
         while True:
             sent = False
             try:
