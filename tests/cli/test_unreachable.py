@@ -34,6 +34,7 @@ def test_unreachable_host_fails_the_run(dead_inventory: Path, command: str, play
     assert result.exit_code == 1, result.output
     assert "unreachable: gpu-gone at task" in result.stderr
     assert "Connection refused" in result.stderr
+    assert "`vastllm wake` starts it again" in flat(result.stderr)  # a stopped instance?
     assert f"{playbook}: failed after" in result.stderr
     # the recap counts it, and there was a progress line per task (no TTY here)
     assert "gpu-gone" in result.stderr.split("recap", 1)[1]

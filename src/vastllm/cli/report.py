@@ -35,6 +35,13 @@ def recap_table(outcome: RunOutcome) -> Table | None:
     return table
 
 
+# after an unreachable host: the stops this project makes itself, and what undoes them
+WAKE_HINT = (
+    "A Vast.ai instance that was stopped (idle stop, budget, outbid) does not answer SSH: "
+    "`vastllm wake` starts it again, or rents again under its label when its GPU is gone."
+)
+
+
 def failure_text(failure: Failure) -> Text:
     kind = "unreachable" if failure.unreachable else "failed"
     text = Text()
@@ -45,6 +52,8 @@ def failure_text(failure: Failure) -> Text:
         text.append(f" (play '{failure.play}')", style="dim")
     text.append("\n")
     text.append("  " + failure.message.replace("\n", "\n  "))
+    if failure.unreachable:
+        text.append(f"\n  {WAKE_HINT}", style="dim")
     return text
 
 
