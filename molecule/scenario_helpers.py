@@ -80,6 +80,21 @@ print(r.choices[0].message.content)
     return run_python(host, python, code)
 
 
+def anthropic_reply(host: Any, python: str, text: str) -> tuple[str, float]:
+    """``text`` sent once through the caching proxy (127.0.0.1:8082) with the official anthropic
+    SDK (python: the sdk fixture's); the answer's text and the seconds it took."""
+    code = f"""
+import anthropic, time
+c = anthropic.Anthropic(base_url="http://127.0.0.1:8082", api_key="unused")
+t = time.monotonic()
+m = c.messages.create(model="claude-sonnet-4-5", max_tokens=32,
+    messages=[{{"role": "user", "content": {text!r}}}])
+print(time.monotonic() - t, m.content[0].text)
+"""
+    took, _, answer = run_python(host, python, code).strip().partition(" ")
+    return answer, float(took)
+
+
 def assert_proxy_answers_then_caches(host: Any, python: str, then: str = "") -> list[str]:
     """QUESTION asked twice through the caching proxy (127.0.0.1:8082) with the official
     anthropic SDK: the first answer is a cache miss that says Paris, the second the same answer
