@@ -119,6 +119,7 @@ def report(tmp_path_factory: pytest.TempPathFactory, cached_proxy: Proxy) -> dic
         f"recovery_health_urls={json.dumps(health)}",
         "status",
         "--json",
+        env={"VASTLLM_STATE": str(here / "state")},  # its budget_counts.json, not this user's
     )
     assert_clean(result)
     # gpu-gone could not be read: the run worked, the fleet is not all healthy
@@ -127,6 +128,7 @@ def report(tmp_path_factory: pytest.TempPathFactory, cached_proxy: Proxy) -> dic
     data["_ports"] = {"proxy": cached_proxy.port, "spare": forwards[1]["local_port"] + stride}
     data["_slots"] = (slots, slots.read_text())
     data["_stderr"] = result.stderr
+    data["_state"] = here / "state"
     return data
 
 
@@ -221,6 +223,10 @@ def test_budget_counted_by_the_idle_watcher(report: dict[str, Any]) -> None:
     assert record(report, "this-machine")["budget"] == {
         "limit_usd": 2.0, "spent_usd": 1.7, "used": 0.85, "state": "warned"}
     assert record(report, "gpu-gone")["budget"] is None
+    # kept on the workstation for when the host no longer answers (stopped by that budget)
+    kept = json.loads((report["_state"] / "budget_counts.json").read_text())
+    assert set(kept) == {"this-machine"}
+    assert kept["this-machine"]["budget"] == record(report, "this-machine")["budget"]
 
 
 def test_fleet_verdict(report: dict[str, Any]) -> None:

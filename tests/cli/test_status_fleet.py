@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 
 from tests.doubles.vastai_api_double import make_instance
-from vastllm.cli import plays
+from vastllm.cli import last_counts, plays
 from vastllm.cli.errors import EXIT_DEGRADED, EXIT_FAILED
 from vastllm.cli.events import EventLog
 from vastllm.cli.runner import RunOutcome
@@ -355,3 +355,58 @@ def test_no_budget_shows_nothing_new(tmp_path: Path) -> None:
     assert "$3.00 of $10.00 budget spent" in text
     assert re.search(r"│ no count\s*│ \$10\.00 budget; the idle watcher has not counted",
                      host_text(report["hosts"][0]))
+
+
+# -- the last count of a host that does not answer (src/vastllm/cli/last_counts.py) ----------
+
+READ_AT = 1764680400.0  # 2025-12-02 13:00 UTC
+
+
+def test_a_host_stopped_by_its_budget_shows_the_count_last_read(tmp_path: Path) -> None:
+    """Stopped by its budget, the host no longer answers SSH: status shows the count an earlier
+    status read, and when, in the table, the host's rows and the fleet's total."""
+    earlier = with_budgets(tmp_path, c=10.0004, b=2.0)
+    where = tmp_path / "budget_counts.json"
+    last_counts.save(earlier, READ_AT, where)
+    assert oct(where.stat().st_mode & 0o777) == "0o600"
+    kept = last_counts.load(where)
+    assert set(kept) == {"gpu-b", "gpu-c"}
+
+    # now gpu-c is stopped (unreachable) and gpu-b answers with a newer count
+    hosts = [summary("gpu-b", budget=budget(tmp_path, 10.0, 3.0), dph_total=0.5)]
+    report = build_report(outcome(hosts, unreachable=("gpu-c",)), last_counts=kept)
+    b, c = report["hosts"]
+    assert b["budget"] == {"limit_usd": 10.0, "spent_usd": 3.0, "used": 0.3, "state": "counting"}
+    assert c["health"] == "unreachable"
+    assert c["budget"] == {"limit_usd": 10.0, "spent_usd": 10.0004, "used": 1.0,
+                           "state": "stopped", "as_of": READ_AT}
+    assert report["fleet"]["budget"] == {"hosts": 2, "spent_usd": 13.0004, "limit_usd": 20.0}
+    text = text_of(report)
+    assert row(text, "stopped by budget")
+    shown = host_text(c)
+    assert "the idle watcher asked Vast.ai to stop the instance (last read 2025-12-02 13:00 " \
+        "UTC: the host does not answer now)" in " ".join(shown.split())
+
+    # saved again: gpu-b's new count, gpu-c's old one as it was read (not re-dated)
+    last_counts.save(report, READ_AT + 600, where)
+    again = last_counts.load(where)
+    assert again["gpu-b"]["read_at"] == READ_AT + 600
+    assert again["gpu-b"]["budget"]["spent_usd"] == 3.0
+    assert again["gpu-c"] == kept["gpu-c"]
+
+
+def test_a_reachable_host_never_shows_an_old_count_and_old_counts_expire(tmp_path: Path) -> None:
+    where = tmp_path / "budget_counts.json"
+    last_counts.save(with_budgets(tmp_path, a=9.0), READ_AT, where)
+    hosts = [summary("gpu-a", budget=budget(tmp_path, 10.0, None), dph_total=0.5)]
+    report = build_report(outcome(hosts), last_counts=last_counts.load(where))
+    assert report["hosts"][0]["budget"]["state"] == "no count"  # what the host says now
+    assert "as_of" not in report["hosts"][0]["budget"]
+    # a month later an unreachable host's count is gone
+    last_counts.save(report, READ_AT + last_counts.KEEP_SECONDS, where)
+    assert last_counts.load(where) == {}
+    where.write_text("{not json")
+    assert last_counts.load(where) == {}
+    # an unreachable host without a count kept: no budget, as before
+    report = build_report(outcome([], unreachable=("gpu-z",)), last_counts={})
+    assert report["hosts"][0]["budget"] is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from vastllm.cli import plays
+from vastllm.cli import last_counts, plays
 from vastllm.cli.chat import ChatRequest, api_key_from_env, chat
 from vastllm.cli.errors import EXIT_CANCELLED, EXIT_FAILED, CliFailure, UsageProblem
 from vastllm.cli.extravars import parse_extra_vars
@@ -405,7 +406,8 @@ def status(
         if outcome.cancelled:
             report(err, outcome, show_recap=False)
             raise typer.Exit(EXIT_CANCELLED)
-        data = build_report(outcome)
+        data = build_report(outcome, last_counts=last_counts.load())
+        last_counts.save(data, time.time())
         if as_json:
             typer.echo(json.dumps(data, indent=2, sort_keys=True))
         else:

@@ -2,11 +2,12 @@
 
 ``~/.cache/vastllm`` (``VASTLLM_STATE`` names another) holds what runs leave on the workstation:
 the Vast.ai inventory cache (``inventory/``: each instance's ``jupyter_token`` and
-``extra_env``), the test hosts' SSH key and the demo's state (scripts/testhost, scripts/demo.sh)
-and, for ``ansible-playbook`` run by hand, Ansible's fact cache (``facts/``: each GPU host's
-whole environment). The two caches are where ansible.cfg (``fact_caching_connection``) and
-inventory/vast.yml (``cache_connection``) say, ``~/.cache/vastllm`` whatever ``VASTLLM_STATE``
-is.
+``extra_env``), the test hosts' SSH key and the demo's state (scripts/testhost, scripts/demo.sh),
+the idle watchers' budget counts as ``vastllm status`` last read them (``budget_counts.json``,
+:mod:`vastllm.cli.last_counts`) and, for ``ansible-playbook`` run by hand, Ansible's fact
+cache (``facts/``: each GPU host's whole environment). The two caches are where ansible.cfg
+(``fact_caching_connection``) and inventory/vast.yml (``cache_connection``) say,
+``~/.cache/vastllm`` whatever ``VASTLLM_STATE`` is.
 
 Under the CLI there is no fact cache here: ansible-runner points the cache plugin
 (``ANSIBLE_CACHE_PLUGIN_CONNECTION``, over ansible.cfg) at ``artifacts/<ident>/fact_cache`` in

@@ -235,13 +235,19 @@ def gateway_record(raw: Any) -> dict[str, Any] | None:
     }
 
 
-def build_report(outcome: RunOutcome, now: float | None = None) -> dict[str, Any]:
+def build_report(
+    outcome: RunOutcome,
+    now: float | None = None,
+    last_counts: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """``{"hosts": [...], "errors": [...], "fleet": {...}, "gateway": {...}}``: a record per GPU
     host (read, or why not; ``cost`` from :func:`cost_record` at ``now``, epoch seconds), the
     failures of the run that belong to no GPU host record (the workstation's), the fleet's
     verdict (:func:`fleet`, its ``cost`` from :func:`cost_total`, its ``budget`` from
     :func:`budget_total`; a host's ``budget`` from :func:`budget_record`) and the gateway
-    (:func:`gateway_record`)."""
+    (:func:`gateway_record`). A host that does not answer SSH gets its budget count from
+    ``last_counts`` (:mod:`vastllm.cli.last_counts`) where one was read before, with ``as_of``:
+    when it was read (epoch seconds)."""
     when = time.time() if now is None else now
     workstation: dict[str, Any] = next(
         (v for v in outcome.log.values.get(FLEET_VAR, {}).values() if isinstance(v, dict)), {}
@@ -285,6 +291,9 @@ def build_report(outcome: RunOutcome, now: float | None = None) -> dict[str, Any
         record["cost"] = cost_record(fields, when)
         if record["dph_total"] is None:
             record["dph_total"] = _price(fields["dph_total"])
+        last = (last_counts or {}).get(record["host"])
+        if not record["reachable"] and record["budget"] is None and last is not None:
+            record["budget"] = {**last["budget"], "as_of": last["read_at"]}
     summary = fleet(records)
     summary["cost"] = cost_total(records)
     summary["budget"] = budget_total(records)

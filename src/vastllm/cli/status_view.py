@@ -3,6 +3,7 @@ then one table per GPU host."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -124,23 +125,37 @@ def _budget_rows(record: dict[str, Any]) -> list[tuple[str, Text, str]]:
         return [("budget", Text("no count", style="yellow"), f"{limit} budget; {why}")]
     shown = f"spend ${spent:.2f} of {limit} budget ({_percent(used)})"
     state = budget.get("state")
+    last = _as_of(budget)
     if state == "stopped":
-        why = f"{shown}: the idle watcher asked Vast.ai to stop the instance"
+        why = f"{shown}: the idle watcher asked Vast.ai to stop the instance{last}"
         return [("budget", Text("stopped by budget", style="red"), why)]
     if state == "warned":
-        why = "80 % or more: the idle watcher stops the instance at 100 %"
+        why = f"80 % or more: the idle watcher stops the instance at 100 %{last}"
         return [("budget", Text(f"! {shown}", style="yellow"), why)]
-    return [("budget", Text(shown), "the idle watcher's count: a warning at 80 %, a stop at 100 %")]
+    why = f"the idle watcher's count: a warning at 80 %, a stop at 100 %{last}"
+    return [("budget", Text(shown), why)]
+
+
+def _as_of(budget: dict[str, Any]) -> str:
+    """For a count read by an earlier status (the host does not answer now): when, else ""."""
+    as_of = budget.get("as_of")
+    if not isinstance(as_of, int | float):
+        return ""
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(as_of))
+    return f" (last read {when}: the host does not answer now)"
 
 
 def host_view(record: dict[str, Any]) -> RenderableType:
     host = str(record.get("host"))
     if record.get("error"):
         head = "unreachable" if not record.get("reachable") else "could not be read"
-        return Group(
+        lines = [
             Text.assemble((host, "bold"), ": ", (head, "bold red")),
             Text("  " + str(record["error"]).replace("\n", "\n  ")),
-        )
+        ]
+        for what, state, detail in _budget_rows(record):  # a count read earlier
+            lines.append(Text.assemble("  ", what, ": ", state, " - ", detail))
+        return Group(*lines)
     problems = record.get("problems") or []
     verdict = (
         Text("healthy", style="bold green")
@@ -247,6 +262,8 @@ def _budget_cell(record: dict[str, Any]) -> Text:
     if state == "stopped":
         return Text("stopped by budget", style="red")  # the host's budget row has the figures
     shown = f"{spent:.2f} / {budget['limit_usd']:.2f} ({_percent(used)})"
+    if "as_of" in budget:  # an earlier status's count: the host's budget row says when
+        shown = f"last {shown}"
     if state == "warned":
         return Text(f"! {shown}", style="yellow")
     return Text(shown)
