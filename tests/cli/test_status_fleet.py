@@ -367,7 +367,7 @@ def test_a_host_stopped_by_its_budget_shows_the_count_last_read(tmp_path: Path) 
     status read, and when, in the table, the host's rows and the fleet's total."""
     earlier = with_budgets(tmp_path, c=10.0004, b=2.0)
     where = tmp_path / "budget_counts.json"
-    last_counts.save(earlier, READ_AT, where)
+    last_counts.save(earlier, READ_AT, {}, where)
     assert oct(where.stat().st_mode & 0o777) == "0o600"
     kept = last_counts.load(where)
     assert set(kept) == {"gpu-b", "gpu-c"}
@@ -388,7 +388,7 @@ def test_a_host_stopped_by_its_budget_shows_the_count_last_read(tmp_path: Path) 
         "UTC: the host does not answer now)" in " ".join(shown.split())
 
     # saved again: gpu-b's new count, gpu-c's old one as it was read (not re-dated)
-    last_counts.save(report, READ_AT + 600, where)
+    last_counts.save(report, READ_AT + 600, kept, where)
     again = last_counts.load(where)
     assert again["gpu-b"]["read_at"] == READ_AT + 600
     assert again["gpu-b"]["budget"]["spent_usd"] == 3.0
@@ -397,13 +397,13 @@ def test_a_host_stopped_by_its_budget_shows_the_count_last_read(tmp_path: Path) 
 
 def test_a_reachable_host_never_shows_an_old_count_and_old_counts_expire(tmp_path: Path) -> None:
     where = tmp_path / "budget_counts.json"
-    last_counts.save(with_budgets(tmp_path, a=9.0), READ_AT, where)
+    last_counts.save(with_budgets(tmp_path, a=9.0), READ_AT, {}, where)
     hosts = [summary("gpu-a", budget=budget(tmp_path, 10.0, None), dph_total=0.5)]
     report = build_report(outcome(hosts), last_counts=last_counts.load(where))
     assert report["hosts"][0]["budget"]["state"] == "no count"  # what the host says now
     assert "as_of" not in report["hosts"][0]["budget"]
     # a month later an unreachable host's count is gone
-    last_counts.save(report, READ_AT + last_counts.KEEP_SECONDS, where)
+    last_counts.save(report, READ_AT + last_counts.KEEP_SECONDS, last_counts.load(where), where)
     assert last_counts.load(where) == {}
     where.write_text("{not json")
     assert last_counts.load(where) == {}

@@ -406,8 +406,9 @@ def status(
         if outcome.cancelled:
             report(err, outcome, show_recap=False)
             raise typer.Exit(EXIT_CANCELLED)
-        data = build_report(outcome, last_counts=last_counts.load())
-        last_counts.save(data, time.time())
+        earlier = last_counts.load()
+        data = build_report(outcome, last_counts=earlier)
+        last_counts.save(data, time.time(), earlier)
         if as_json:
             typer.echo(json.dumps(data, indent=2, sort_keys=True))
         else:

@@ -42,12 +42,18 @@ def load(where: Path | None = None) -> dict[str, dict[str, Any]]:
     }
 
 
-def save(report: dict[str, Any], now: float, where: Path | None = None) -> None:
+def save(
+    report: dict[str, Any],
+    now: float,
+    earlier: dict[str, dict[str, Any]],
+    where: Path | None = None,
+) -> None:
     """Keep the counts ``report`` read now (a host's budget with a ``spent_usd`` and no
-    ``as_of``) over the older ones, drop those older than :data:`KEEP_SECONDS`; written whole
-    or not at all. Nothing is written when there is nothing to keep."""
+    ``as_of``) over ``earlier`` (what :func:`load` gave before the run), drop those older than
+    :data:`KEEP_SECONDS`; written whole or not at all. Nothing is written when there is nothing
+    to keep."""
     target = where or path()
-    kept = {host: e for host, e in load(target).items() if now - e["read_at"] < KEEP_SECONDS}
+    kept = {host: e for host, e in earlier.items() if now - e["read_at"] < KEEP_SECONDS}
     for record in report.get("hosts", []):
         budget = record.get("budget")
         fresh = isinstance(budget, dict) and "as_of" not in budget
