@@ -100,6 +100,11 @@ class Controller:
             return [dict(r) for r in self.api.state.requests
                     if (method is None or r["method"] == method) and r["path"].startswith(prefix)]
 
+    def starts(self) -> list[dict[str, Any]]:
+        """The start calls the double got: manage-instance PUTs with ``{"state": "running"}``."""
+        return [r for r in self.requests("PUT", "/api/v0/instances/")
+                if isinstance(r["body"], dict) and r["body"].get("state") == "running"]
+
 
 @contextmanager
 def controller(tmp_path: Path) -> Iterator[Controller]:

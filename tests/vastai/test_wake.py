@@ -33,14 +33,6 @@ def sleepy(vast: Controller) -> None:
         vast.api.state.instances[SLEEPY] = make_instance(40, LABEL, status="stopped")
 
 
-def _starts(vast: Controller) -> list[dict[str, object]]:
-    return [
-        r
-        for r in vast.requests("PUT", "/api/v0/instances/")
-        if isinstance(r["body"], dict) and r["body"].get("state") == "running"
-    ]
-
-
 def test_wakes_a_stopped_instance_once(vast: Controller) -> None:
     with real_sshd() as ssh_port:
         vast.api.state.boot_polls = 1  # one look sees "loading"
@@ -48,7 +40,7 @@ def test_wakes_a_stopped_instance_once(vast: Controller) -> None:
 
         first = vast.playbook(WAKE, QUICK)
         assert first.rc == 0, first.output
-        assert [r["path"] for r in _starts(vast)] == [f"/api/v0/instances/{SLEEPY}/"]
+        assert [r["path"] for r in vast.starts()] == [f"/api/v0/instances/{SLEEPY}/"]
         assert first.recap()["changed"] == 1  # the start
         assert f"{LABEL}: started instance {SLEEPY}, up on 127.0.0.1:{ssh_port}" in first.stdout
         assert f"{LABEL} (instance {SLEEPY}): ssh -p {ssh_port} root@127.0.0.1" in first.stdout
@@ -59,7 +51,7 @@ def test_wakes_a_stopped_instance_once(vast: Controller) -> None:
         vast.api.state.requests.clear()
         second = vast.playbook(WAKE, QUICK)
         assert second.rc == 0, second.output
-        assert _starts(vast) == []
+        assert vast.starts() == []
         assert second.recap()["changed"] == 0
         assert f"{LABEL}: instance {SLEEPY} was already running" in second.stdout
 
@@ -71,7 +63,7 @@ def test_a_gone_gpu_moves_the_label_to_the_next_offer(vast: Controller) -> None:
 
         run = vast.playbook(WAKE, QUICK)
         assert run.rc == 0, run.output
-        assert len(_starts(vast)) == 1
+        assert len(vast.starts()) == 1
         [create] = vast.requests("PUT", "/api/v0/asks/")
         assert create["path"] == f"/api/v0/asks/{CHEAPEST}/"
         assert create["body"]["label"] == LABEL
@@ -100,7 +92,7 @@ def test_a_label_without_an_instance_is_named(vast: Controller) -> None:
     run = vast.playbook(WAKE, {**QUICK, "vastai_wake_labels": ["nobody-here"]})
     assert run.rc != 0
     assert "No Vast.ai instance is labelled nobody-here: nothing to wake." in run.stdout
-    assert _starts(vast) == []
+    assert vast.starts() == []
 
 
 @pytest.mark.parametrize("machine_offered", [True, False])
@@ -128,7 +120,7 @@ def test_an_outbid_instance_is_rented_again_with_its_bid(
             },
         )
         assert run.rc == 0, run.output
-        assert _starts(vast) == []  # an outbid instance already intends to run
+        assert vast.starts() == []  # an outbid instance already intends to run
         [create] = vast.requests("PUT", "/api/v0/asks/")
         assert create["path"] == f"/api/v0/asks/{RTX_4090 if machine_offered else CHEAPEST}/"
         assert create["body"]["price"] == 0.25
@@ -163,7 +155,7 @@ def test_wakes_the_vast_hosts_of_the_inventory_by_default(vast: Controller) -> N
         vast.api.state.new_instance_ssh = {"host": "127.0.0.1", "port": ssh_port}
         run = vast.playbook(WAKE, defaults, inventory=inventory)
         assert run.rc == 0, run.output
-        assert [r["path"] for r in _starts(vast)] == [f"/api/v0/instances/{SLEEPY}/"]
+        assert [r["path"] for r in vast.starts()] == [f"/api/v0/instances/{SLEEPY}/"]
         assert f"{LABEL}: started instance {SLEEPY}" in run.stdout
         assert f"Look for instances labelled {LABEL}]" in run.stdout  # not own-box
 
@@ -171,5 +163,5 @@ def test_wakes_the_vast_hosts_of_the_inventory_by_default(vast: Controller) -> N
 def test_check_mode_starts_nothing(vast: Controller) -> None:
     run = vast.playbook(WAKE, QUICK, args=["--check"])
     assert run.rc == 0, run.output
-    assert _starts(vast) == []
+    assert vast.starts() == []
     assert f"{LABEL}: would start instance {SLEEPY} (stopped)" in run.stdout

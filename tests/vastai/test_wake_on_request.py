@@ -16,7 +16,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -105,11 +104,6 @@ def ask(proxy: Proxy, text: str) -> httpx.Response:
     return httpx.post(proxy.url + "/v1/messages", json=body, timeout=180)
 
 
-def _starts(vast: Controller) -> list[dict[str, Any]]:
-    return [r for r in vast.requests("PUT", "/api/v0/instances/")
-            if isinstance(r["body"], dict) and r["body"].get("state") == "running"]
-
-
 def test_a_request_while_stopped_starts_the_instance_once_and_gets_its_answer(
     vast: Controller, gateway: Callable[..., tuple[Proxy, Boot]]
 ) -> None:
@@ -117,17 +111,17 @@ def test_a_request_while_stopped_starts_the_instance_once_and_gets_its_answer(
         vast.api.state.instances[SLEEPY] = make_instance(40, LABEL, status="stopped")
     with real_sshd() as ssh_port:
         vast.api.state.new_instance_ssh = {"host": "127.0.0.1", "port": ssh_port}
-        proxy, _ = gateway(lambda: bool(_starts(vast)))
+        proxy, _ = gateway(lambda: bool(vast.starts()))
 
         r = ask(proxy, "What is the capital of France?")
         assert r.status_code == 200, (r.text, proxy.log.read_text()[-3000:])
         assert r.headers["x-vastllm-upstream"] == LABEL
         assert "Paris" in r.json()["content"][0]["text"]
-        assert [s["path"] for s in _starts(vast)] == [f"/api/v0/instances/{SLEEPY}/"]
+        assert [s["path"] for s in vast.starts()] == [f"/api/v0/instances/{SLEEPY}/"]
         assert vast.requests("PUT", "/api/v0/asks/") == []  # nothing rented
 
         assert ask(proxy, "again").status_code == 200  # the host runs: no second start
-        assert len(_starts(vast)) == 1
+        assert len(vast.starts()) == 1
         assert proxy.health()["wake"]["started"] == 1
         log = proxy.log.read_text()
         assert f"wake: {LABEL}: started instance {SLEEPY}" in log.replace('"', "")

@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from scenario_helpers import anthropic_reply
+from scenario_helpers import anthropic_reply, states
 
 testinfra_hosts = ["ansible://vastllm-outbid"]
 
@@ -55,8 +55,7 @@ def test_the_label_moved_to_one_new_instance_with_the_same_bid():
 
 
 def test_site_yml_put_every_service_on_the_new_instance(host):
-    lines = host.run("supervisorctl status").stdout.splitlines()
-    now = {line.split()[0]: line.split()[1] for line in lines if len(line.split()) > 1}
+    now = states(host)
     assert all(now.get(name) == "RUNNING" for name in OURS), now
     assert host.file("/usr/local/bin/nvidia-smi").exists  # the GPU host it was rented as
 
